@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { ModelSchema } from './model.schema';
+
+export const JOB_STATES = ['accepted', 'queued', 'processing', 'done', 'failed'] as const;
+export const JobStateSchema = z.enum(JOB_STATES);
+export type JobState = z.infer<typeof JobStateSchema>;
+
+export const ErrorDetailsSchema = z.object({
+  message: z.string(),
+  exception_type: z.string().nullish(),
+  exception_traceback: z.string().nullish(),
+});
+export type ErrorDetails = z.infer<typeof ErrorDetailsSchema>;
+
+const timestamp = z.iso.datetime({ offset: true }).nullish();
+
+/**
+ * The status record, as the original writes it to `job_status.json` and
+ * answers on `/jobs/:id/status` (snake_case on the wire).
+ */
+export const JobStatusSchema = z.object({
+  status: JobStateSchema,
+  model: ModelSchema,
+  error_details: ErrorDetailsSchema.nullish(),
+  enqueued_at: timestamp,
+  processing_started_at: timestamp,
+  finished_at: timestamp,
+});
+export type JobStatus = z.infer<typeof JobStatusSchema>;
+
+export function isFinished(status: JobStatus): boolean {
+  return status.status === 'done' || status.status === 'failed';
+}
+
+/** The status as shown to clients: tracebacks only in debug mode, like the original. */
+export function publicStatus(status: JobStatus, debug: boolean): JobStatus {
+  if (debug || !status.error_details) return status;
+  const { message } = status.error_details;
+  return { ...status, error_details: { message } };
+}
