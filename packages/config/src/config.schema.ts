@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import { boolField, intField, nonEmpty, sizeField } from './fields';
+import { SHEEP_ID_PATTERN, SheepSchema } from './sheep.schema';
+
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+
+const StorageSchema = z
+  .strictObject({
+    /** `filesystem` (default when no url is given) or `s3` (MinIO, AWS S3, ...). */
+    backend: z.enum(['filesystem', 's3']).optional(),
+    /** S3 endpoint; `https://` means TLS. */
+    url: z.url().optional(),
+    access_key: z.string().optional(),
+    secret_key: z.string().optional(),
+    region: nonEmpty().default('us-east-1'),
+    /** `bucket-per-job` (the original's) or `single-bucket` (`<bucket>/<job_id>/...`). */
+    layout: z.enum(['bucket-per-job', 'single-bucket']).default('bucket-per-job'),
+    bucket: nonEmpty().default('shepherd'),
+    /** Root directory of the filesystem backend. */
+    root: nonEmpty().default('./shepherd-storage'),
+  })
+  .superRefine((s, ctx) => {
+    const backend = s.backend ?? (s.url ? 's3' : 'filesystem');
+    if (backend !== 's3') return;
+    for (const key of ['url', 'access_key', 'secret_key'] as const) {
+      if (!s[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'expected a value for the s3 backend' });
+    }
+  })
+  .transform((s) =>
+    (s.backend ?? (s.url ? 's3' : 'filesystem')) === 's3'
+      ? {
+          backend: 's3' as const,
+          url: s.url ?? '',
+          accessKey: s.access_key ?? '',
+          secretKey: s.secret_key ?? '',
+          region: s.region,
+          layout: s.layout,
+          bucket: s.bucket,
+        }
+      : { backend: 'filesystem' as const, root: s.root },
+  );
+
+export const ConfigSchema = z
+  .strictObject({
+    /** Local working directories of the sheep. */
+    data_root: nonEmpty().default('/tmp/shepherd-data'),
+    registry: z
+      .strictObject({ url: nonEmpty(), username: z.string().optional(), password: z.string().optional() })
+      .optional(),
+    storage: StorageSchema.prefault({}),
+    logging: z
+      .strictObject({
+        level: z.enum(LEVELS).default('info'),
+        /** Where the gateway and workers also write their JSON logs; none when unset. */
+        logging_directory: nonEmpty().optional(),
+      })
+      .prefault({}),
+    sheep: z.record(z.string().regex(SHEEP_ID_PATTERN, 'sheep ids: letters, digits, ".", "_", "-"'), SheepSchema).default({}),
+    redis: z
+      .strictObject({
+        url: nonEmpty().default('redis://127.0.0.1:6379'),
+        /** Prefix of every Redis key Shepherd writes; separate deployments sharing a Redis use different ones. */
+        prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('shepherd'),
+      })
+      .prefault({}),
+    gateway: z
+      .strictObject({
+        host: nonEmpty().default('0.0.0.0'),
+        port: intField(0, 65535).default(5000),
+        /** Largest JSON body of /start-job (the inline payload is in it). */
+        payload_limit: sizeField().default(64 * 1024 ** 2),
+        /** Largest single input file uploaded over HTTP. */
+        upload_limit: sizeField().default(4 * 1024 ** 3),
+      })
+      .prefault({}),
+    /** Show exception types and tracebacks of failed jobs over HTTP (also env DEBUG=1). */
+    debug: boolField().optional(),
+  })
+  .superRefine((config, ctx) => {
+    const byPort = new Map<number, string>();
+    for (const [id, sheep] of Object.entries(config.sheep)) {
+      const other = byPort.get(sheep.port);
+      if (other) ctx.addIssue({ code: 'custom', path: ['sheep', id, 'port'], message: `expected a port no other sheep uses (${other} has ${sheep.port})` });
+      byPort.set(sheep.port, id);
+    }
+  })
+  .transform((c) => ({
+    dataRoot: c.data_root,
+    registry: c.registry,
+    storage: c.storage,
+    logging: { level: c.logging.level, directory: c.logging.logging_directory },
+    sheep: c.sheep,
+    redis: c.redis,
+    gateway: {
+      host: c.gateway.host,
+      port: c.gateway.port,
+      payloadLimit: c.gateway.payload_limit,
+      uploadLimit: c.gateway.upload_limit,
+    },
+    debug: c.debug ?? false,
+  }));
+
+export type ShepherdConfig = z.output<typeof ConfigSchema>;
+export type StorageConfig = ShepherdConfig['storage'];

@@ -1,0 +1,4 @@
+export * from './config.schema';
+export * from './sheep.schema';
+export * from './errors';
+export * from './load-config';

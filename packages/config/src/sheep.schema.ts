@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { boolField, intField, nonEmpty, sizeField } from './fields';
+
+export const SHEEP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+const common = {
+  /** Host port of the runner's socket (a bare runner binds it; a container publishes 9999 on it). */
+  port: intField(1, 65535),
+  /** GPU devices such as /dev/nvidia0; sets CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES. */
+  devices: z.array(nonEmpty()).default([]),
+  /** Runner stdout and stderr are appended here (directories created). */
+  stdout_file: nonEmpty().optional(),
+  stderr_file: nonEmpty().optional(),
+  /** Extra environment for the runner. */
+  env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+};
+
+const BareSheepSchema = z
+  .strictObject({
+    type: z.literal('bare'),
+    ...common,
+    /** Directory the runner starts in; holds `<model name>/<version>/config.yaml`. */
+    working_directory: nonEmpty(),
+    /**
+     * The runner command as an argument list, replacing the default
+     * `shepherd-runner -p {port} {config_path}`. Placeholders: {port},
+     * {model_name}, {model_version}, {config_path}.
+     */
+    command: z.array(z.string()).min(1).optional(),
+  })
+  .transform((s) => ({
+    type: s.type,
+    port: s.port,
+    devices: s.devices,
+    stdoutFile: s.stdout_file,
+    stderrFile: s.stderr_file,
+    env: s.env,
+    workingDirectory: s.working_directory,
+    command: s.command,
+  }));
+
+const DockerSheepSchema = z
+  .strictObject({
+    type: z.literal('docker'),
+    ...common,
+    /** Remove the container when it stops. Default true. */
+    autoremove_containers: boolField().default(true),
+    /** `missing` (default): pull only when the image is not local; `always`: pull before every start. */
+    pull: z.enum(['missing', 'always']).default('missing'),
+    /** Memory limit of the container, e.g. "8gb". */
+    memory: sizeField().optional(),
+    /** CPU limit of the container, e.g. 2.5. */
+    cpus: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().positive()).optional(),
+    network_mode: nonEmpty().optional(),
+  })
+  .transform((s) => ({
+    type: s.type,
+    port: s.port,
+    devices: s.devices,
+    stdoutFile: s.stdout_file,
+    stderrFile: s.stderr_file,
+    env: s.env,
+    autoremoveContainers: s.autoremove_containers,
+    pull: s.pull,
+    memory: s.memory,
+    cpus: s.cpus,
+    networkMode: s.network_mode,
+  }));
+
+export const SheepSchema = z.discriminatedUnion('type', [BareSheepSchema, DockerSheepSchema]);
+
+export type BareSheepConfig = z.output<typeof BareSheepSchema>;
+export type DockerSheepConfig = z.output<typeof DockerSheepSchema>;
+export type SheepConfig = z.output<typeof SheepSchema>;
