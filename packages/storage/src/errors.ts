@@ -1,0 +1,42 @@
+/** Storage did not answer or refused to work (network, credentials, disk). The gateway answers 503. */
+export class StorageUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+/** No storage exists for this job. The gateway answers 404. */
+export class JobNotFoundError extends Error {
+  constructor(readonly jobId: string) {
+    super(`Data for job \`${jobId}\` does not exist`);
+    this.name = 'JobNotFoundError';
+  }
+}
+
+/** Storage for this job id already exists. The gateway answers 409. */
+export class JobExistsError extends Error {
+  constructor(readonly jobId: string) {
+    super(`Job \`${jobId}\` already exists`);
+    this.name = 'JobExistsError';
+  }
+}
+
+/** The job exists but holds no such file. The gateway answers 404. */
+export class FileNotFoundError extends Error {
+  constructor(
+    readonly jobId: string,
+    readonly path: string,
+  ) {
+    super(`File \`${path}\` of job \`${jobId}\` does not exist`);
+    this.name = 'FileNotFoundError';
+  }
+}
+
+/** A file path that is empty, absolute, or climbs out of the job (`..`). The gateway answers 400. */
+export class InvalidPathError extends Error {
+  constructor(readonly path: string) {
+    super(`Invalid file path ${JSON.stringify(path)}: use a relative path without "." or ".." segments`);
+    this.name = 'InvalidPathError';
+  }
+}

@@ -1,0 +1,207 @@
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { JobIdRule, JobStatus } from '@shepherd/contracts';
+import { FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailableError } from './errors';
+import type { JobFolder, JobStorage, StoredFile } from './job-storage';
+import { safeJobId, safeRelativePath } from './paths';
+import { parseStatus, STATUS_FILE } from './status-file';
+
+/** Holds files being written and jobs being deleted; job ids cannot start with "." so it never clashes. */
+const TMP_DIR = '.tmp';
+
+/** Errors that mean the disk itself is unusable rather than a file missing. */
+const UNAVAILABLE_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOSPC', 'EDQUOT', 'ESTALE', 'ENOTCONN']);
+
+/** `<root>/<jobId>/{inputs,outputs}/...` and `<root>/<jobId>/job_status.json` on a local or mounted disk. */
+export class FilesystemStorage implements JobStorage {
+  readonly jobIdRule: JobIdRule = 'key';
+  private readonly root: string;
+  private readonly tmp: string;
+
+  constructor(root: string) {
+    this.root = resolve(root);
+    this.tmp = join(this.root, TMP_DIR);
+  }
+
+  async ping(): Promise<void> {
+    await this.ensureRoot();
+    try {
+      await fs.access(this.root, fs.constants.R_OK | fs.constants.W_OK);
+    } catch (error) {
+      throw this.unavailable(error, this.root);
+    }
+  }
+
+  async createJob(jobId: string): Promise<void> {
+    const dir = this.jobDir(jobId);
+    await this.ensureRoot();
+    try {
+      await fs.mkdir(dir);
+    } catch (error) {
+      if (code(error) === 'EEXIST') throw new JobExistsError(jobId);
+      throw this.mapError(error, dir);
+    }
+  }
+
+  async jobExists(jobId: string): Promise<boolean> {
+    const dir = this.jobDir(jobId);
+    try {
+      return (await fs.stat(dir)).isDirectory();
+    } catch (error) {
+      if (code(error) === 'ENOENT') return false;
+      throw this.mapError(error, dir);
+    }
+  }
+
+  async putFile(jobId: string, folder: JobFolder, path: string, body: Readable, _size?: number): Promise<void> {
+    const target = this.filePath(jobId, folder, path);
+    await this.requireJob(jobId);
+    await this.writeAtomically(target, async (temp) => {
+      await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
+    });
+  }
+
+  async getFile(jobId: string, folder: JobFolder, path: string): Promise<StoredFile> {
+    const file = this.filePath(jobId, folder, path);
+    let handle: fs.FileHandle;
+    try {
+      // putFile only makes regular files: a symlink was planted by hand and may point anywhere.
+      handle = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    } catch (error) {
+      if (code(error) === 'ENOENT' || code(error) === 'ENOTDIR' || code(error) === 'ELOOP') {
+        await this.requireJob(jobId);
+        throw new FileNotFoundError(jobId, `${folder}/${path}`);
+      }
+      throw this.mapError(error, file);
+    }
+    // Size and stream come from one open file, so a concurrent replace cannot make them disagree.
+    try {
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw new FileNotFoundError(jobId, `${folder}/${path}`);
+      return { stream: handle.createReadStream(), size: stat.size };
+    } catch (error) {
+      await handle.close();
+      throw this.mapError(error, file);
+    }
+  }
+
+  async listFiles(jobId: string, folder: JobFolder): Promise<string[]> {
+    const dir = join(this.jobDir(jobId), folder);
+    const files: string[] = [];
+    try {
+      await walk(dir, '', files);
+    } catch (error) {
+      if (code(error) !== 'ENOENT') throw this.mapError(error, dir);
+      await this.requireJob(jobId);
+      return [];
+    }
+    return files.sort();
+  }
+
+  async readStatus(jobId: string): Promise<JobStatus | null> {
+    const file = join(this.jobDir(jobId), STATUS_FILE);
+    let text: string;
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (error) {
+      if (code(error) === 'ENOENT' || code(error) === 'ENOTDIR') return null;
+      throw this.mapError(error, file);
+    }
+    return parseStatus(text, file);
+  }
+
+  async writeStatus(jobId: string, status: JobStatus): Promise<void> {
+    const target = join(this.jobDir(jobId), STATUS_FILE);
+    await this.requireJob(jobId);
+    await this.writeAtomically(target, (temp) => fs.writeFile(temp, JSON.stringify(status), { flag: 'wx' }));
+  }
+
+  async deleteStatus(jobId: string): Promise<void> {
+    const file = join(this.jobDir(jobId), STATUS_FILE);
+    await fs.rm(file, { force: true }).catch((error: unknown) => {
+      if (code(error) !== 'ENOTDIR') throw this.mapError(error, file);
+    });
+  }
+
+  async deleteJob(jobId: string): Promise<void> {
+    const dir = this.jobDir(jobId);
+    // Move the job out of sight first: readers never see a half-deleted job
+    // and the id can be created again at once.
+    const trash = join(this.tmp, `deleted-${jobId}-${randomBytes(6).toString('hex')}`);
+    try {
+      await fs.mkdir(this.tmp, { recursive: true });
+      await fs.rename(dir, trash);
+    } catch (error) {
+      if (code(error) === 'ENOENT') return;
+      throw this.mapError(error, dir);
+    }
+    await fs.rm(trash, { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {}
+
+  private jobDir(jobId: string): string {
+    return join(this.root, safeJobId(jobId));
+  }
+
+  private filePath(jobId: string, folder: JobFolder, path: string): string {
+    return join(this.jobDir(jobId), folder, safeRelativePath(path));
+  }
+
+  private async requireJob(jobId: string): Promise<void> {
+    if (!(await this.jobExists(jobId))) throw new JobNotFoundError(jobId);
+  }
+
+  /** Writes into `.tmp` (same filesystem) and renames into place, so readers see all or nothing. */
+  private async writeAtomically(target: string, write: (temp: string) => Promise<void>): Promise<void> {
+    const temp = join(this.tmp, `${randomBytes(12).toString('hex')}.part`);
+    try {
+      await fs.mkdir(this.tmp, { recursive: true });
+      await write(temp);
+      await fs.mkdir(dirname(target), { recursive: true });
+      await fs.rename(temp, target);
+    } catch (error) {
+      await fs.rm(temp, { force: true });
+      throw this.mapError(error, target);
+    }
+  }
+
+  private async ensureRoot(): Promise<void> {
+    try {
+      await fs.mkdir(this.root, { recursive: true });
+    } catch (error) {
+      // Whatever stops the root from existing (a file in the way, no permission) is a setup problem.
+      throw this.unavailable(error, this.root);
+    }
+  }
+
+  private mapError(error: unknown, path: string): unknown {
+    const errorCode = code(error);
+    return errorCode !== undefined && UNAVAILABLE_CODES.has(errorCode) ? this.unavailable(error, path) : error;
+  }
+
+  private unavailable(error: unknown, path: string): StorageUnavailableError {
+    if (error instanceof StorageUnavailableError) return error;
+    const reason = code(error) ?? (error instanceof Error ? error.message : String(error));
+    return new StorageUnavailableError(`Filesystem storage at ${this.root} is unavailable: ${reason} on ${path}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Regular files only: symlinks could point outside the job. */
+async function walk(dir: string, prefix: string, files: string[]): Promise<void> {
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const relative = prefix + entry.name;
+    if (entry.isDirectory()) await walk(join(dir, entry.name), `${relative}/`, files);
+    else if (entry.isFile()) files.push(relative);
+  }
+}
+
+function code(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | undefined)?.code;
+}
