@@ -1,0 +1,21 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import type pino from 'pino';
+import type { ShepherdConfig } from '@shepherd/config';
+import { CoreModule } from './core/core.module';
+import { ExceptionsFilter } from './errors/exception.filter';
+import { JobsModule } from './jobs/jobs.module';
+import { loggerParams } from './logging';
+import { SheepModule } from './sheep/sheep.module';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: ShepherdConfig, logDestination?: pino.DestinationStream): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), JobsModule, SheepModule],
+      providers: [{ provide: APP_FILTER, useClass: ExceptionsFilter }],
+    };
+  }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '@shepherd/config';
+import { createGateway } from './gateway';
+
+const USAGE = 'usage: shepherd -c CONFIG [-h HOST] [-p PORT]';
+
+async function main(): Promise<void> {
+  // -h is the host, as in the original; help is --help only.
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string', short: 'c' },
+      host: { type: 'string', short: 'h' },
+      port: { type: 'string', short: 'p' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (!values.config) throw new ConfigError(`${USAGE}\nmissing -c CONFIG`);
+  const config = loadConfig(values.config);
+  const port = values.port === undefined ? config.gateway.port : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`invalid port ${JSON.stringify(values.port)}`);
+  const host = values.host ?? config.gateway.host;
+  const app = await createGateway(config);
+  await app.listen(port, host);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+  console.error(error);
+  process.exit(1);
+});

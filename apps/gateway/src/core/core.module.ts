@@ -1,0 +1,52 @@
+import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import type { ShepherdConfig } from '@shepherd/config';
+import { createRedis, whenReady, JobQueues, RedisKeys, SheepRegistry, StatusEvents, StatusStore } from '@shepherd/queue';
+import { createStorage, type JobStorage } from '@shepherd/storage';
+import { CONFIG, REDIS, STORAGE, SUBSCRIBER } from './tokens';
+
+/** The connections and stores every part of the gateway shares. */
+@Global()
+@Module({})
+export class CoreModule implements OnModuleInit, OnApplicationShutdown {
+  static forRoot(config: ShepherdConfig): DynamicModule {
+    const keys = new RedisKeys(config.redis.prefix);
+    return {
+      module: CoreModule,
+      providers: [
+        { provide: CONFIG, useValue: config },
+        { provide: RedisKeys, useValue: keys },
+        { provide: STORAGE, useFactory: () => createStorage(config.storage) },
+        { provide: REDIS, useFactory: () => createRedis(config.redis.url, 'producer') },
+        { provide: SUBSCRIBER, useFactory: () => createRedis(config.redis.url, 'subscriber') },
+        { provide: StatusStore, inject: [REDIS, STORAGE], useFactory: (r: Redis, s: JobStorage) => new StatusStore(r, s, keys) },
+        { provide: StatusEvents, inject: [SUBSCRIBER], useFactory: (r: Redis) => new StatusEvents(r, keys) },
+        { provide: JobQueues, inject: [REDIS], useFactory: (r: Redis) => new JobQueues(r, keys) },
+        { provide: SheepRegistry, inject: [REDIS], useFactory: (r: Redis) => new SheepRegistry(r, keys) },
+      ],
+      exports: [CONFIG, STORAGE, REDIS, RedisKeys, StatusStore, StatusEvents, JobQueues, SheepRegistry],
+    };
+  }
+
+  constructor(
+    @Inject(STORAGE) private readonly storage: JobStorage,
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(SUBSCRIBER) private readonly subscriber: Redis,
+    private readonly events: StatusEvents,
+    private readonly queues: JobQueues,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    // Redis may be down at start: the gateway still starts and answers 503
+    // until it is back. The subscription waits in ioredis' offline queue.
+    this.events.start().catch(() => undefined);
+    await whenReady(this.redis, 5000);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.queues.close().catch(() => undefined);
+    await this.storage.close().catch(() => undefined);
+    this.subscriber.disconnect();
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

@@ -1,0 +1,52 @@
+import { ArgumentsHost, Catch, HttpException, Logger, type ExceptionFilter } from '@nestjs/common';
+import type { Response } from 'express';
+import { RedisUnavailableError } from '@shepherd/queue';
+import {
+  FileNotFoundError,
+  InvalidPathError,
+  JobExistsError,
+  JobNotFoundError,
+  StorageUnavailableError,
+} from '@shepherd/storage';
+import { ApiError } from './api-errors';
+
+interface Answer {
+  status: number;
+  message: string;
+}
+
+/** Maps our error classes to status codes; anything unknown is a logged 500. */
+@Catch()
+export class ExceptionsFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Errors');
+
+  catch(error: unknown, host: ArgumentsHost): void {
+    const response = host.switchToHttp().getResponse<Response>();
+    const answer = this.answer(error);
+    if (answer.status >= 500) this.logger.error({ err: error }, answer.message);
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    response.status(answer.status).json({ message: answer.message });
+  }
+
+  private answer(error: unknown): Answer {
+    if (error instanceof ApiError) return { status: error.status, message: error.message };
+    if (error instanceof StorageUnavailableError) return { status: 503, message: error.message };
+    if (error instanceof RedisUnavailableError) return { status: 503, message: error.message };
+    if (error instanceof JobNotFoundError || error instanceof FileNotFoundError) return { status: 404, message: error.message };
+    if (error instanceof JobExistsError) return { status: 409, message: error.message };
+    if (error instanceof InvalidPathError) return { status: 400, message: error.message };
+    if (error instanceof HttpException) return { status: error.getStatus(), message: error.message };
+    const bodyError = error as { type?: string; status?: number; limit?: number; message?: string };
+    if (bodyError?.type === 'entity.parse.failed') return { status: 400, message: `Malformed JSON body: ${bodyError.message}` };
+    if (bodyError?.type === 'entity.too.large') {
+      return { status: 413, message: `Request body is larger than the limit of ${bodyError.limit} bytes` };
+    }
+    if (bodyError?.type && bodyError.status && bodyError.status < 500) {
+      return { status: bodyError.status, message: bodyError.message ?? 'Bad request' };
+    }
+    return { status: 500, message: 'Internal server error' };
+  }
+}

@@ -1,0 +1,34 @@
+import { Controller, Get, Inject } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { ShepherdConfig } from '@shepherd/config';
+import type { Model } from '@shepherd/contracts';
+import { SheepRegistry } from '@shepherd/queue';
+import { CONFIG } from '../core/tokens';
+
+interface SheepView {
+  running: boolean;
+  model: Model | null;
+  request: string | null;
+}
+
+@ApiTags('sheep')
+@Controller()
+export class SheepController {
+  constructor(
+    @Inject(CONFIG) private readonly config: ShepherdConfig,
+    private readonly registry: SheepRegistry,
+  ) {}
+
+  @Get('status')
+  @ApiOperation({ summary: 'Every configured sheep: running, its model, the job in hand' })
+  async status(): Promise<{ sheep: Record<string, SheepView> }> {
+    const ids = Object.keys(this.config.sheep);
+    const states = await this.registry.read(ids);
+    const sheep: Record<string, SheepView> = {};
+    for (const id of ids) {
+      const state = states.get(id);
+      sheep[id] = state ? { running: true, model: state.model, request: state.request } : { running: false, model: null, request: null };
+    }
+    return { sheep };
+  }
+}

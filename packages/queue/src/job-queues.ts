@@ -1,0 +1,61 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
+import type { RedisKeys } from './keys';
+import { viaRedis } from './redis';
+
+/** Finished jobs BullMQ keeps for inspection (Bull Board); the status record is the lasting one. */
+const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
+const KEEP_FAILED = { age: 7 * 24 * 3600, count: 10_000 };
+
+/**
+ * The producer side: puts a job on its sheep's queue (pinned) or its
+ * model's queue, and records every model queue in a set so workers and Bull
+ * Board can find queues created while running.
+ */
+export class JobQueues {
+  private readonly queues = new Map<string, Queue>();
+
+  constructor(
+    private readonly connection: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  queueName(data: JobData): string {
+    return data.sheepId ? sheepQueueName(data.sheepId) : modelQueueName(data.model);
+  }
+
+  queue(name: string): Queue {
+    let queue = this.queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.connection, prefix: this.keys.prefix });
+      queue.on('error', () => undefined); // surfaced on the calls themselves
+      this.queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  /** Adds the job with its job id as BullMQ's id: adding the same id twice keeps one job. */
+  async add(data: JobData): Promise<void> {
+    const name = this.queueName(data);
+    if (!data.sheepId) await viaRedis(() => this.connection.sadd(this.keys.modelQueues, name));
+    await viaRedis(() =>
+      this.queue(name).add('job', data, {
+        jobId: queueJobId(data.jobId),
+        removeOnComplete: KEEP_COMPLETED,
+        removeOnFail: KEEP_FAILED,
+      }),
+    );
+  }
+
+  /** Every model queue ever used, sorted. */
+  async modelQueueNames(): Promise<string[]> {
+    const names = await viaRedis(() => this.connection.smembers(this.keys.modelQueues));
+    return names.sort();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((queue) => queue.close()));
+    this.queues.clear();
+  }
+}

@@ -1,0 +1,43 @@
+import type { Redis } from 'ioredis';
+import type { Model } from '@shepherd/contracts';
+import type { RedisKeys } from './keys';
+import { viaRedis } from './redis';
+
+/** What a worker publishes about its sheep, refreshed by each heartbeat. */
+export interface SheepState {
+  model: Model | null;
+  /** The job id in hand, or null. */
+  request: string | null;
+  heartbeatAt: string;
+}
+
+/**
+ * Sheep states in Redis with a time to live: a worker that stops beating
+ * (killed, frozen, cut off) disappears by itself and shows as not running.
+ */
+export class SheepRegistry {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  async publish(sheepId: string, state: SheepState, ttlMs: number): Promise<void> {
+    await viaRedis(() => this.redis.set(this.keys.sheep(sheepId), JSON.stringify(state), 'PX', ttlMs));
+  }
+
+  async remove(sheepId: string): Promise<void> {
+    await viaRedis(() => this.redis.del(this.keys.sheep(sheepId)));
+  }
+
+  /** States of the given sheep; null for those not running. */
+  async read(sheepIds: string[]): Promise<Map<string, SheepState | null>> {
+    const result = new Map<string, SheepState | null>();
+    if (sheepIds.length === 0) return result;
+    const values = await viaRedis(() => this.redis.mget(...sheepIds.map((id) => this.keys.sheep(id))));
+    sheepIds.forEach((id, index) => {
+      const value = values[index];
+      result.set(id, value ? (JSON.parse(value) as SheepState) : null);
+    });
+    return result;
+  }
+}

@@ -1,0 +1,61 @@
+import type { Redis } from 'ioredis';
+import { JobStatusSchema, type JobStatus } from '@shepherd/contracts';
+import type { RedisKeys } from './keys';
+
+type Listener = (status: JobStatus) => void;
+
+/**
+ * One pub/sub subscription per process, fanned out to any number of
+ * waiters by job id, so a thousand `wait_ready` calls cost one Redis
+ * connection and no polling.
+ */
+export class StatusEvents {
+  private readonly listeners = new Map<string, Set<Listener>>();
+  private subscribed?: Promise<unknown>;
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly keys: RedisKeys,
+  ) {
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === keys.statusChannel) this.dispatch(message);
+    });
+  }
+
+  /** Subscribes once; resolves when Redis confirmed (or rejects while it is away). */
+  start(): Promise<unknown> {
+    this.subscribed ??= this.subscriber.subscribe(this.keys.statusChannel).catch((error: unknown) => {
+      this.subscribed = undefined;
+      throw error;
+    });
+    return this.subscribed;
+  }
+
+  /** Calls `listener` on every status change of `jobId` until the returned function is called. */
+  listen(jobId: string, listener: Listener): () => void {
+    let set = this.listeners.get(jobId);
+    if (!set) this.listeners.set(jobId, (set = new Set()));
+    set.add(listener);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0) this.listeners.delete(jobId);
+    };
+  }
+
+  get waiting(): number {
+    let count = 0;
+    for (const set of this.listeners.values()) count += set.size;
+    return count;
+  }
+
+  private dispatch(message: string): void {
+    let event: { jobId: string; status: JobStatus };
+    try {
+      const parsed = JSON.parse(message) as { jobId: string; status: unknown };
+      event = { jobId: parsed.jobId, status: JobStatusSchema.parse(parsed.status) };
+    } catch {
+      return; // not ours or malformed: nobody can act on it
+    }
+    for (const listener of this.listeners.get(event.jobId) ?? []) listener(event.status);
+  }
+}
