@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs and starts what Shepherd and its tests need on this machine, and
+# nothing that is already there: pnpm at the pinned version, the
+# dependencies from the frozen lockfile, a Redis on 127.0.0.1:6379.
+# Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "[setup] $*"; }
+
+apt_install() {
+  if [ ! -f /tmp/.shepherd-apt-updated ]; then
+    apt-get update -qq && touch /tmp/.shepherd-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+want_pnpm=$(node -p 'require("./package.json").packageManager.split("@")[1]')
+if [ "$(pnpm -v 2>/dev/null || true)" != "$want_pnpm" ]; then
+  log "installing pnpm $want_pnpm"
+  npm install -g --silent "pnpm@$want_pnpm"
+fi
+
+log "installing dependencies"
+pnpm install --frozen-lockfile --reporter=silent
+
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server"
+  apt_install redis-server
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  log "starting redis on 127.0.0.1:6379"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/shepherd.log
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
