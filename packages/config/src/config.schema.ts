@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { boolField, intField, nonEmpty, sizeField } from './fields';
+import { boolField, durationField, intField, nonEmpty, sizeField } from './fields';
 import { SHEEP_ID_PATTERN, SheepSchema } from './sheep.schema';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
@@ -73,6 +73,26 @@ export const ConfigSchema = z
         upload_limit: sizeField().default(4 * 1024 ** 3),
       })
       .prefault({}),
+    worker: z
+      .strictObject({
+        /** Runs of a job whose runner died mid-job, before it fails. */
+        max_attempts: intField(1, 100).default(3),
+        /** Jobs taken and staged ahead of the one in the runner. */
+        prefetch: intField(0, 64).default(1),
+        /** How often a worker publishes its state; it shows as not running after three missed beats. */
+        heartbeat: durationField().default(2000),
+        /** A runner must listen within this after it starts. */
+        start_timeout: durationField().default(120_000),
+        /** SIGTERM to SIGKILL of a runner that is stopped. */
+        stop_timeout: durationField().default(10_000),
+        /** On shutdown, how long the job in hand may take before it goes back to the queue. */
+        shutdown_grace: durationField().default(60_000),
+        /** BullMQ lock of a job in hand; a dead worker's jobs are taken up again after it lapses. */
+        lock_duration: durationField().default(30_000),
+        /** Fallback poll of the queues, besides the wake-up each new job sends. */
+        poll_interval: durationField().default(1000),
+      })
+      .prefault({}),
     /** Show exception types and tracebacks of failed jobs over HTTP (also env DEBUG=1). */
     debug: boolField().optional(),
   })
@@ -97,8 +117,19 @@ export const ConfigSchema = z
       payloadLimit: c.gateway.payload_limit,
       uploadLimit: c.gateway.upload_limit,
     },
+    worker: {
+      maxAttempts: c.worker.max_attempts,
+      prefetch: c.worker.prefetch,
+      heartbeatMs: c.worker.heartbeat,
+      startTimeoutMs: c.worker.start_timeout,
+      stopTimeoutMs: c.worker.stop_timeout,
+      shutdownGraceMs: c.worker.shutdown_grace,
+      lockDurationMs: c.worker.lock_duration,
+      pollIntervalMs: c.worker.poll_interval,
+    },
     debug: c.debug ?? false,
   }));
 
 export type ShepherdConfig = z.output<typeof ConfigSchema>;
 export type StorageConfig = ShepherdConfig['storage'];
+export type WorkerConfig = ShepherdConfig['worker'];

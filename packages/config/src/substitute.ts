@@ -1,14 +1,16 @@
 import { ConfigError } from './errors';
 
-const VARIABLE = /\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g;
+const VARIABLE = /\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g;
 
 /**
  * Replaces `$NAME` and `${NAME}` in every string scalar of the parsed YAML
- * (keys are left alone). An unset variable is an error naming it and the key.
+ * (keys are left alone); `$$` stands for a literal `$` (a shell command in a
+ * sheep's `command`, say). An unset variable is an error naming it and the key.
  */
 export function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, file: string, path: string[] = []): unknown {
   if (typeof value === 'string') {
-    return value.replace(VARIABLE, (_match, braced: string | undefined, bare: string | undefined) => {
+    return value.replace(VARIABLE, (match, braced: string | undefined, bare: string | undefined) => {
+      if (match === '$$') return '$';
       const name = (braced ?? bare) as string;
       const found = env[name];
       if (found === undefined) {

@@ -59,6 +59,11 @@ describe('example configs', () => {
     expect(config.sheep.gpu_sheep_0?.port).toBe(9100);
   });
 
+  it('keeps $$ as a literal $', () => {
+    const config = parseConfig('data_root: /a/$$HOME/${X}$$\n', 'c.yml', { env: { X: 'x', HOME: '/root' } });
+    expect(config.dataRoot).toBe('/a/$HOME/x$');
+  });
+
   it('names the unset variable and the key that uses it', () => {
     const message = errorOf(() => loadConfig(join(examples, 'shepherd-env.yml'), { env: { SHEPHERD_DATA_ROOT: '/x' } }));
     expect(message).toMatch(/shepherd-env\.yml: registry\.url: environment variable REGISTRY_URL is not set/);
@@ -104,5 +109,23 @@ describe('validation', () => {
 
   it('names a missing file', () => {
     expect(errorOf(() => loadConfig('/nonexistent/shepherd.yml'))).toBe('/nonexistent/shepherd.yml: cannot read the config file (ENOENT)');
+  });
+});
+
+describe('worker settings', () => {
+  it('has defaults and reads durations in seconds or with units', () => {
+    expect(parseConfig('sheep: {}\n', 'c.yml').worker).toEqual({
+      maxAttempts: 3,
+      prefetch: 1,
+      heartbeatMs: 2000,
+      startTimeoutMs: 120_000,
+      stopTimeoutMs: 10_000,
+      shutdownGraceMs: 60_000,
+      lockDurationMs: 30_000,
+      pollIntervalMs: 1000,
+    });
+    const config = parseConfig('worker: {heartbeat: 500ms, stop_timeout: 2, shutdown_grace: 1m}\n', 'c.yml');
+    expect(config.worker).toMatchObject({ heartbeatMs: 500, stopTimeoutMs: 2000, shutdownGraceMs: 60_000 });
+    expect(() => parseConfig('worker: {heartbeat: soon}\n', 'c.yml')).toThrow('worker.heartbeat: expected a duration such as');
   });
 });
