@@ -1,0 +1,3 @@
+export * from './protocol';
+export * from './runner-client';
+export * from './base-runner';
