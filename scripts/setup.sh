@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what Shepherd and its tests need on this machine, and
 # nothing that is already there: pnpm at the pinned version, the
-# dependencies from the frozen lockfile, a Redis on 127.0.0.1:6379.
+# dependencies from the frozen lockfile, Debian's python3-zmq (Python
+# runners), a Redis on 127.0.0.1:6379.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,14 @@ fi
 
 log "installing dependencies"
 pnpm install --frozen-lockfile --reporter=silent
+
+# Python runner tests use Debian's pyzmq with the system python.
+if ! /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1; then
+  log "installing python3-zmq"
+  apt_install python3-zmq
+fi
+# setpriv --pdeathsig makes runners die with their worker.
+command -v setpriv >/dev/null || apt_install util-linux
 
 if ! command -v redis-server >/dev/null; then
   log "installing redis-server"

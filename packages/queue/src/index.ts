@@ -4,3 +4,4 @@ export * from './status-store';
 export * from './status-events';
 export * from './job-queues';
 export * from './sheep-registry';
+export * from './work-signal';

@@ -46,6 +46,8 @@ export class JobQueues {
         removeOnFail: KEEP_FAILED,
       }),
     );
+    // A lost wake-up costs only the sheep's fallback poll interval.
+    await viaRedis(() => this.connection.publish(this.keys.workChannel, name)).catch(() => undefined);
   }
 
   /** Every model queue ever used, sorted. */

@@ -15,6 +15,11 @@ export class RedisKeys {
     return `${this.prefix}:status-events`;
   }
 
+  /** Pub/sub channel where each new job names its queue, so idle sheep wake at once. */
+  get workChannel(): string {
+    return `${this.prefix}:work`;
+  }
+
   sheep(sheepId: string): string {
     return `${this.prefix}:sheep:${sheepId}`;
   }

@@ -9,6 +9,8 @@ export interface SheepState {
   /** The job id in hand, or null. */
   request: string | null;
   heartbeatAt: string;
+  /** Runner starts since the worker started, the first load included. */
+  modelLoads?: number;
 }
 
 /**

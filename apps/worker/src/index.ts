@@ -1,0 +1,4 @@
+export * from './sheep-worker';
+export * from './sheep/bare';
+export * from './sheep/runner-host';
+export * from './errors';

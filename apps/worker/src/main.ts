@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { ConfigError, loadConfig } from '@shepherd/config';
+import { createRedis } from '@shepherd/queue';
+import { createStorage } from '@shepherd/storage';
+import { BareRunnerHost } from './sheep/bare';
+import type { RunnerHost } from './sheep/runner-host';
+import { SheepWorker } from './sheep-worker';
+
+const USAGE = 'usage: shepherd-worker -c CONFIG --sheep SHEEP_ID   (or env SHEPHERD_CONFIG, SHEEP_ID)';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { config: { type: 'string', short: 'c' }, sheep: { type: 'string', short: 's' }, help: { type: 'boolean' } },
+  });
+  if (values.help) return console.log(USAGE);
+  const configPath = values.config ?? process.env.SHEPHERD_CONFIG;
+  const sheepId = values.sheep ?? process.env.SHEEP_ID;
+  if (!configPath || !sheepId) throw new ConfigError(`${USAGE}\nmissing ${configPath ? 'the sheep id' : 'the config file'}`);
+  const config = loadConfig(configPath);
+  const sheep = config.sheep[sheepId];
+  if (!sheep) throw new ConfigError(`${configPath}: sheep.${sheepId}: no such sheep (configured: ${Object.keys(config.sheep).join(', ') || 'none'})`);
+
+  const log = pino({ level: config.logging.level, base: { service: 'worker', sheepId }, redact: ['*.password', '*.secretKey', '*.accessKey'] });
+  let host: RunnerHost;
+  if (sheep.type === 'bare') host = new BareRunnerHost({ sheepId, config: sheep, stopTimeoutMs: config.worker.stopTimeoutMs });
+  else throw new ConfigError(`${configPath}: sheep.${sheepId}: docker sheep are not supported by this worker yet`);
+
+  const redis = createRedis(config.redis.url, 'worker');
+  const subscriber = createRedis(config.redis.url, 'subscriber');
+  const storage = createStorage(config.storage);
+  const worker = new SheepWorker({ sheepId, config, storage, redis, subscriber, host, log });
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    signals += 1;
+    // A second signal is no reason to lose a job: the first shutdown goes on.
+    if (signals > 1) return log.warn({ signal }, 'already stopping: finishing the job in hand');
+    log.info({ signal }, 'stopping');
+    worker
+      .stop()
+      .then(async () => {
+        await storage.close();
+        subscriber.disconnect();
+        await redis.quit().catch(() => redis.disconnect());
+        process.exit(0);
+      })
+      .catch((error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  await worker.start();
+  log.info({ type: sheep.type, port: sheep.port }, 'sheep ready');
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+  console.error(error);
+  process.exit(1);
+});

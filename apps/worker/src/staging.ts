@@ -1,0 +1,65 @@
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { JobStorage } from '@shepherd/storage';
+
+/**
+ * Moves a job's files between storage and the sheep's local directory
+ * `<data_root>/<sheep_id>/<job_id>/{inputs,outputs}`, as streams.
+ */
+export class Staging {
+  constructor(
+    private readonly storage: JobStorage,
+    /** `<data_root>/<sheep_id>`: the runner's `io_data_root`. */
+    readonly root: string,
+  ) {}
+
+  jobDir(jobId: string): string {
+    return join(this.root, jobId);
+  }
+
+  /** Wipes what an earlier run of this sheep left (the original wipes data_root on start). */
+  async reset(): Promise<void> {
+    await fs.rm(this.root, { recursive: true, force: true });
+    await fs.mkdir(this.root, { recursive: true });
+  }
+
+  async stageInputs(jobId: string): Promise<void> {
+    const dir = this.jobDir(jobId);
+    await fs.rm(dir, { recursive: true, force: true });
+    await fs.mkdir(join(dir, 'inputs'), { recursive: true });
+    await fs.mkdir(join(dir, 'outputs'), { recursive: true });
+    for (const path of await this.storage.listFiles(jobId, 'inputs')) {
+      const target = join(dir, 'inputs', ...path.split('/'));
+      await fs.mkdir(dirname(target), { recursive: true });
+      const file = await this.storage.getFile(jobId, 'inputs', path);
+      await pipeline(file.stream, createWriteStream(target));
+    }
+  }
+
+  async uploadOutputs(jobId: string): Promise<string[]> {
+    const outputs = join(this.jobDir(jobId), 'outputs');
+    const files = await listFiles(outputs);
+    for (const file of files) {
+      const { size } = await fs.stat(file);
+      const path = relative(outputs, file).split(sep).join('/');
+      await this.storage.putFile(jobId, 'outputs', path, createReadStream(file), size);
+    }
+    return files.map((file) => relative(outputs, file).split(sep).join('/'));
+  }
+
+  async remove(jobId: string): Promise<void> {
+    await fs.rm(this.jobDir(jobId), { recursive: true, force: true });
+  }
+}
+
+/** Regular files under `dir`, recursively; links are skipped so a runner cannot point the upload elsewhere. */
+async function listFiles(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...(await listFiles(path)));
+    else if (entry.isFile()) found.push(path);
+  }
+  return found.sort();
+}

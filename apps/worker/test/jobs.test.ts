@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { uniqueId, waitFor } from '@shepherd/testing';
+import { echo, echoSheep, startStack, type Stack } from './harness';
+
+describe('a job through a bare sheep', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ sheep: { bare1: echoSheep(19301) } });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('inline payload → result, polled until 200', async () => {
+    const jobId = uniqueId('job');
+    expect((await stack.submit({ job_id: jobId, model: echo(), payload: '{"n": 1}' })).status).toBe(200);
+    const result = await waitFor(async () => {
+      const response = await fetch(`${stack.url}/jobs/${jobId}/result`);
+      return response.status === 200 ? response.json() : null;
+    }, 30_000, 'the result');
+    expect(result).toMatchObject({ result: { n: 1 }, model: echo() });
+    const status = await (await fetch(`${stack.url}/jobs/${jobId}/status`)).json();
+    expect(status).toMatchObject({ status: 'done', model: echo() });
+    for (const key of ['enqueued_at', 'processing_started_at', 'finished_at']) expect(Date.parse(status[key])).not.toBeNaN();
+    expect(Date.parse(status.finished_at)).toBeGreaterThanOrEqual(Date.parse(status.processing_started_at));
+  });
+
+  it('inputs uploaded first → wait_ready → result, with extra output files', async () => {
+    const jobId = uniqueId('job');
+    const input = { files: { 'pages/1.txt': 'one' } };
+    expect((await fetch(`${stack.url}/jobs/${jobId}/inputs/input`, { method: 'PUT', body: JSON.stringify(input) })).status).toBe(201);
+    expect((await stack.submit({ job_id: jobId, model: echo() })).status).toBe(200);
+    expect(await stack.waitReady(jobId)).toMatchObject({ status: 'done' });
+    expect(await (await fetch(`${stack.url}/jobs/${jobId}/result`)).json()).toMatchObject({ result: input });
+    expect(await (await fetch(`${stack.url}/jobs/${jobId}/result/pages/1.txt`)).text()).toBe('one');
+  });
+
+  it('a ~10 MB payload', async () => {
+    const jobId = uniqueId('job');
+    const payload = JSON.stringify({ blob: 'x'.repeat(10 * 1024 * 1024) });
+    expect((await stack.submit({ job_id: jobId, model: echo(), payload })).status).toBe(200);
+    expect(await stack.waitReady(jobId)).toMatchObject({ status: 'done' });
+    const result = await (await fetch(`${stack.url}/jobs/${jobId}/result`)).json();
+    expect(result.result.blob.length).toBe(10 * 1024 * 1024);
+  });
+
+  it('unknown job: 404 and the original message', async () => {
+    const response = await fetch(`${stack.url}/jobs/nosuchjob/result`);
+    expect(response.status).toBe(404);
+    expect((await response.json()).message).toBe('Data for job `nosuchjob` does not exist');
+  });
+
+  it('/status shows the sheep running with its model, then not running once its worker is gone', async () => {
+    const { sheep } = await (await fetch(`${stack.url}/status`)).json();
+    expect(sheep.bare1).toEqual({ running: true, model: echo(), request: null });
+    await stack.stopWorker('bare1', 'SIGKILL');
+    await waitFor(async () => !(await (await fetch(`${stack.url}/status`)).json()).sheep.bare1.running, 10_000, 'not running');
+    const { sheep: after } = await (await fetch(`${stack.url}/status`)).json();
+    expect(after.bare1).toEqual({ running: false, model: null, request: null });
+  });
+});

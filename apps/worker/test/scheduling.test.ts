@@ -1,0 +1,50 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { uniqueId } from '@shepherd/testing';
+import { echo, echoSheep, startStack, type Stack } from './harness';
+
+describe('scheduling across sheep', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ sheep: { s1: echoSheep(19331), s2: echoSheep(19332) } });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('runs 40 interleaved jobs of 2 models on both sheep with few model swaps', async () => {
+    const jobs = Array.from({ length: 40 }, (_, i) => ({ jobId: `${uniqueId('mix')}-${i}`, model: echo(i % 2 === 0 ? 'v1' : 'v2') }));
+    for (const { jobId, model } of jobs) {
+      expect((await stack.submit({ job_id: jobId, model, payload: '{"sleep_ms": 20}' })).status).toBe(200);
+    }
+    const results = await Promise.all(
+      jobs.map(async ({ jobId, model }) => {
+        expect((await stack.waitReady(jobId)).status).toBe('done');
+        const output = await (await fetch(`${stack.url}/jobs/${jobId}/result`)).json();
+        expect(output.model).toEqual(model); // each job ran on a runner of its own model
+        return output.pid as number;
+      }),
+    );
+    const loads = ((await stack.sheepState('s1'))?.modelLoads ?? 0) + ((await stack.sheepState('s2'))?.modelLoads ?? 0);
+    expect(new Set(results).size).toBeGreaterThanOrEqual(2); // both sheep worked
+    expect(loads).toBeGreaterThanOrEqual(2);
+    expect(loads).toBeLessThanOrEqual(4); // round robin would restart runners ~40 times
+  });
+
+  it('runs a job pinned with sheep_id on that sheep only', async () => {
+    const pinned = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const jobId = `${uniqueId('pin')}-${i}`;
+        await stack.submit({ job_id: jobId, model: echo('v1'), payload: '{}', sheep_id: 's2' });
+        return jobId;
+      }),
+    );
+    const pids = new Set<number>();
+    for (const jobId of pinned) {
+      expect((await stack.waitReady(jobId)).status).toBe('done');
+      pids.add((await (await fetch(`${stack.url}/jobs/${jobId}/result`)).json()).pid);
+    }
+    expect(pids.size).toBe(1);
+    const s2Model = (await stack.sheepState('s2'))?.model;
+    expect(s2Model).toEqual(echo('v1'));
+  });
+});
