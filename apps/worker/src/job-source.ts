@@ -33,17 +33,19 @@ export interface JobSourceOptions {
  *    models over sheep so each keeps its own;
  * 4. any other model queue, fullest first: a sheep is never idle while a
  *    job waits.
+ * A busy sheep (jobs in hand) prefetches only from 1 and 2: a job of another
+ * model is left to an idle sheep instead of forcing a swap here.
  * It waits on the wake-up channel (and a fallback poll) only when every
- * queue is empty.
+ * queue it may take from is empty.
  */
 export class JobSource {
   private readonly workers = new Map<string, Worker<JobData>>();
 
   constructor(private readonly options: JobSourceOptions) {}
 
-  async next(heldModel: Model | null, stop: AbortSignal): Promise<TakenJob | null> {
+  async next(heldModel: () => Model | null, busy: () => boolean, stop: AbortSignal): Promise<TakenJob | null> {
     while (!stop.aborted) {
-      const taken = await this.tryTake(heldModel);
+      const taken = await this.tryTake(heldModel(), busy());
       if (taken) return taken;
       await this.options.signal.wait(this.options.pollIntervalMs, stop);
     }
@@ -54,8 +56,10 @@ export class JobSource {
     await Promise.all([...this.workers.values()].map((worker) => worker.close(true)));
   }
 
-  private async tryTake(heldModel: Model | null): Promise<TakenJob | null> {
-    for (const name of await this.candidates(heldModel)) {
+  private async tryTake(heldModel: Model | null, busy: boolean): Promise<TakenJob | null> {
+    const held = heldModel ? modelQueueName(heldModel) : undefined;
+    const names = busy ? [sheepQueueName(this.options.sheepId), ...(held ? [held] : [])] : await this.candidates(heldModel);
+    for (const name of names) {
       const token = `${this.options.sheepId}:${randomUUID()}`;
       const job = (await this.worker(name).getNextJob(token, { block: false })) as Job<JobData> | undefined;
       if (job) return { job, data: JobDataSchema.parse(job.data), token, queue: name };

@@ -119,7 +119,11 @@ export class SheepWorker {
       }
       let taken: TakenJob | null;
       try {
-        taken = await this.source.next(this.heldModel, this.stopping.signal);
+        taken = await this.source.next(
+          () => this.heldModel,
+          () => this.inHand.size > 0,
+          this.stopping.signal,
+        );
       } catch (error) {
         this.deps.log.error({ err: error }, 'could not take a job; retrying');
         await new Promise((resolve) => setTimeout(resolve, this.deps.config.worker.pollIntervalMs));
@@ -134,6 +138,7 @@ export class SheepWorker {
         clearInterval(held.lockTimer);
         this.inHand.delete(held);
         this.capacityWaiter?.();
+        this.signal.wakeAll(); // an idle sheep may take any model: look again now
       });
     }
   }
@@ -153,7 +158,9 @@ export class SheepWorker {
           if (held.handBack) throw new HandBack();
           const stageError = await staged;
           if (stageError) throw stageError;
+          const loads = this.runner.modelLoads;
           const live: LiveRunner = await this.runner.ensure(model);
+          if (this.runner.modelLoads !== loads) void this.beat(); // others see the new model at once
           if (held.handBack) throw new HandBack();
           if (first) {
             const now = new Date().toISOString();

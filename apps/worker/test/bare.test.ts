@@ -1,9 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir, uniqueId, waitFor } from '@shepherd/testing';
+import { freePort, tempDir, uniqueId, waitFor } from '@shepherd/testing';
 import { cudaDevices } from '../src/sheep/bare';
 import { echo, RUNNER_CLI, startStack, MODELS, type Stack } from './harness';
+
+/** Runner ports, free when the file starts. */
+const PORTS: number[] = [];
+const port = (i: number): number => PORTS[i] as number;
+beforeAll(async () => {
+  for (let i = 0; i < 1; i++) PORTS.push(await freePort());
+});
 
 describe('bare sheep runner process', () => {
   let stack: Stack;
@@ -13,7 +20,7 @@ describe('bare sheep runner process', () => {
       sheep: {
         gpu: {
           type: 'bare',
-          port: 19341,
+          port: port(0),
           working_directory: MODELS,
           devices: ['/dev/nvidia1', '/dev/nvidia3'],
           env: { EXTRA: 'yes' },
@@ -41,7 +48,7 @@ describe('bare sheep runner process', () => {
     await stack.submit({ job_id: jobId, model: echo('v2'), payload: '{}' });
     expect((await stack.waitReady(jobId)).status).toBe('done');
     const stdout = await waitFor(() => readFileSync(join(process.env.STACK_LOGS as string, 'out/stdout.txt'), 'utf8'), 5000, 'stdout');
-    expect(stdout).toContain('cuda=1,3 extra=yes args=echo,v2,19341');
+    expect(stdout).toContain(`cuda=1,3 extra=yes args=echo,v2,${port(0)}`);
     expect(readFileSync(join(process.env.STACK_LOGS as string, 'err/stderr.txt'), 'utf8')).toContain('to-stderr');
   });
 });

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { uniqueId, waitFor } from '@shepherd/testing';
+import { freePort, uniqueId, waitFor } from '@shepherd/testing';
 import { echo, echoSheep, startStack, type Stack } from './harness';
+
+/** Runner ports, free when the file starts. */
+const PORTS: number[] = [];
+const port = (i: number): number => PORTS[i] as number;
+beforeAll(async () => {
+  for (let i = 0; i < 3; i++) PORTS.push(await freePort());
+});
 
 /** Pids of the runner processes listening on a port (their command line names it). */
 function runnerPids(port: number): number[] {
@@ -19,7 +26,7 @@ async function statusOf(stack: Stack, jobId: string): Promise<Record<string, unk
 describe('failures lose nothing', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ debug: true, worker: { heartbeat: '300ms', lock_duration: '2s', poll_interval: '200ms', stop_timeout: '2s', max_attempts: 2 }, sheep: { s1: echoSheep(19311) } });
+    stack = await startStack({ debug: true, worker: { heartbeat: '300ms', lock_duration: '2s', poll_interval: '200ms', stop_timeout: '2s', max_attempts: 2 }, sheep: { s1: echoSheep(port(0)) } });
   });
   afterAll(async () => {
     await stack.close();
@@ -52,7 +59,7 @@ describe('failures lose nothing', () => {
     const jobId = uniqueId('job');
     await stack.submit({ job_id: jobId, model: echo(), payload: '{"sleep_ms": 2500}' });
     await waitFor(async () => (await statusOf(stack, jobId)).status === 'processing', 20_000, 'processing');
-    const [pid] = await waitFor(() => runnerPids(19311), 5000, 'the runner pid');
+    const [pid] = await waitFor(() => runnerPids(port(0)), 5000, 'the runner pid');
     process.kill(pid as number, 'SIGKILL');
     const status = await stack.waitReady(jobId);
     expect(status.status).toBe('done');
@@ -95,7 +102,7 @@ describe('failures lose nothing', () => {
 describe('a worker that dies', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ sheep: { s1: echoSheep(19321), s2: echoSheep(19322) } });
+    stack = await startStack({ sheep: { s1: echoSheep(port(1)), s2: echoSheep(port(2)) } });
   });
   afterAll(async () => {
     await stack.close();
@@ -105,12 +112,22 @@ describe('a worker that dies', () => {
     const jobId = uniqueId('job');
     await stack.submit({ job_id: jobId, model: echo(), payload: '{"sleep_ms": 1500}', sheep_id: 's1' });
     await waitFor(async () => (await statusOf(stack, jobId)).status === 'processing', 20_000, 'processing');
-    expect(runnerPids(19321)).toHaveLength(1);
+    expect(runnerPids(port(1))).toHaveLength(1);
     await stack.stopWorker('s1', 'SIGKILL');
-    await waitFor(() => runnerPids(19321).length === 0, 5000, 'the runner to die with its worker');
+    await waitFor(() => runnerPids(port(1)).length === 0, 5000, 'the runner to die with its worker');
     stack.startWorker('s1');
     const status = await stack.waitReady(jobId);
     expect(status.status).toBe('done');
+  });
+
+  it('killed while holding a prefetched job loses neither job', async () => {
+    const ids = [uniqueId('pre'), uniqueId('pre'), uniqueId('pre')];
+    for (const jobId of ids) await stack.submit({ job_id: jobId, model: echo(), payload: '{"sleep_ms": 800}', sheep_id: 's1' });
+    await waitFor(async () => (await statusOf(stack, ids[1] as string)).status === 'processing', 20_000, 'the second job staged and handed over');
+    await stack.stopWorker('s1', 'SIGKILL');
+    stack.startWorker('s1');
+    const states = await Promise.all(ids.map(async (jobId) => (await stack.waitReady(jobId)).status));
+    expect(states).toEqual(['done', 'done', 'done']);
   });
 
   it('stopped with SIGTERM mid-job finishes the job, stops its runner and exits 0', async () => {
@@ -122,6 +139,6 @@ describe('a worker that dies', () => {
     child?.kill('SIGTERM');
     expect(await code).toBe(0);
     expect(await statusOf(stack, jobId)).toMatchObject({ status: 'done' });
-    expect(runnerPids(19322)).toEqual([]);
+    expect(runnerPids(port(2))).toEqual([]);
   });
 });

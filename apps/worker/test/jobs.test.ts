@@ -1,11 +1,31 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { uniqueId, waitFor } from '@shepherd/testing';
+import { freePort, startS3Server, uniqueId, waitFor, type S3ServerHandle } from '@shepherd/testing';
 import { echo, echoSheep, startStack, type Stack } from './harness';
 
-describe('a job through a bare sheep', () => {
+/** Runner ports, free when the file starts. */
+const PORTS: number[] = [];
+const port = (i: number): number => PORTS[i] as number;
+beforeAll(async () => {
+  for (let i = 0; i < 1; i++) PORTS.push(await freePort());
+});
+
+let s3: S3ServerHandle;
+beforeAll(async () => {
+  s3 = await startS3Server();
+});
+afterAll(async () => {
+  await s3.stop();
+});
+
+const storages: Array<[string, () => Record<string, unknown>]> = [
+  ['filesystem storage', () => ({})],
+  ['S3 storage (bucket per job)', () => ({ storage: { url: s3.url, access_key: s3.accessKey, secret_key: s3.secretKey } })],
+];
+
+describe.each(storages)('a job through a bare sheep on %s', (_name, storage) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ sheep: { bare1: echoSheep(19301) } });
+    stack = await startStack({ ...storage(), sheep: { bare1: echoSheep(port(0)) } });
   });
   afterAll(async () => {
     await stack.close();

@@ -1,7 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
-import { uniqueId } from '@shepherd/testing';
+import { freePort, uniqueId } from '@shepherd/testing';
 import { MODELS, REPO, startStack, type Stack } from './harness';
+
+/** Runner ports, free when the file starts. */
+const PORTS: number[] = [];
+const port = (i: number): number => PORTS[i] as number;
+beforeAll(async () => {
+  for (let i = 0; i < 1; i++) PORTS.push(await freePort());
+});
 
 const model = { name: 'python-echo', version: 'v1' };
 
@@ -13,7 +20,7 @@ describe('a bare sheep with the Python runner (pyzmq)', () => {
       sheep: {
         py: {
           type: 'bare',
-          port: 19351,
+          port: port(0),
           working_directory: MODELS,
           env: { PYTHONPATH: [join(REPO, 'packages/runner-python'), join(REPO, 'examples/runners/python-echo')].join(':') },
           command: ['/usr/bin/python3', '-m', 'shepherd_runner', '-p', '{port}', '-r', 'echo_runner:EchoRunner', '{config_path}'],

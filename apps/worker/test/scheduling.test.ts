@@ -1,11 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { uniqueId } from '@shepherd/testing';
+import { freePort, uniqueId, waitFor } from '@shepherd/testing';
 import { echo, echoSheep, startStack, type Stack } from './harness';
+
+/** Runner ports, free when the file starts. */
+const PORTS: number[] = [];
+const port = (i: number): number => PORTS[i] as number;
+beforeAll(async () => {
+  for (let i = 0; i < 2; i++) PORTS.push(await freePort());
+});
 
 describe('scheduling across sheep', () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ sheep: { s1: echoSheep(19331), s2: echoSheep(19332) } });
+    stack = await startStack({ sheep: { s1: echoSheep(port(0)), s2: echoSheep(port(1)) } });
   });
   afterAll(async () => {
     await stack.close();
@@ -44,7 +51,6 @@ describe('scheduling across sheep', () => {
       pids.add((await (await fetch(`${stack.url}/jobs/${jobId}/result`)).json()).pid);
     }
     expect(pids.size).toBe(1);
-    const s2Model = (await stack.sheepState('s2'))?.model;
-    expect(s2Model).toEqual(echo('v1'));
+    await waitFor(async () => (await stack.sheepState('s2'))?.model?.version === 'v1', 5000, 's2 to report model v1');
   });
 });
