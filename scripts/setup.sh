@@ -2,7 +2,8 @@
 # Installs and starts what Shepherd and its tests need on this machine, and
 # nothing that is already there: pnpm at the pinned version, the
 # dependencies from the frozen lockfile, Debian's python3-zmq (Python
-# runners), a Redis on 127.0.0.1:6379.
+# runners), a Docker engine with a local registry (docker sheep tests), a
+# Redis on 127.0.0.1:6379.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,19 @@ if ! /usr/bin/python3 -c 'import zmq' >/dev/null 2>&1; then
 fi
 # setpriv --pdeathsig makes runners die with their worker.
 command -v setpriv >/dev/null || apt_install util-linux
+
+# Docker sheep tests need a real engine, a local registry (Debian's
+# docker-registry) and htpasswd for its basic auth.
+command -v dockerd >/dev/null || { log "installing docker.io"; apt_install docker.io; }
+command -v docker-registry >/dev/null || { log "installing docker-registry"; apt_install docker-registry; }
+command -v htpasswd >/dev/null || apt_install apache2-utils
+if ! docker version >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p /var/log
+  (dockerd >/var/log/shepherd-dockerd.log 2>&1 &)
+  for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+  docker version >/dev/null 2>&1 || { echo "[setup] dockerd did not start: see /var/log/shepherd-dockerd.log" >&2; exit 1; }
+fi
 
 if ! command -v redis-server >/dev/null; then
   log "installing redis-server"

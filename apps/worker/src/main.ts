@@ -4,7 +4,9 @@ import pino from 'pino';
 import { ConfigError, loadConfig } from '@shepherd/config';
 import { createRedis } from '@shepherd/queue';
 import { createStorage } from '@shepherd/storage';
+import { join, resolve } from 'node:path';
 import { BareRunnerHost } from './sheep/bare';
+import { DockerRunnerHost } from './sheep/docker';
 import type { RunnerHost } from './sheep/runner-host';
 import { SheepWorker } from './sheep-worker';
 
@@ -24,8 +26,9 @@ async function main(): Promise<void> {
 
   const log = pino({ level: config.logging.level, base: { service: 'worker', sheepId }, redact: ['*.password', '*.secretKey', '*.accessKey'] });
   let host: RunnerHost;
-  if (sheep.type === 'bare') host = new BareRunnerHost({ sheepId, config: sheep, stopTimeoutMs: config.worker.stopTimeoutMs });
-  else throw new ConfigError(`${configPath}: sheep.${sheepId}: docker sheep are not supported by this worker yet`);
+  const stopTimeoutMs = config.worker.stopTimeoutMs;
+  if (sheep.type === 'bare') host = new BareRunnerHost({ sheepId, config: sheep, stopTimeoutMs });
+  else host = new DockerRunnerHost({ sheepId, config: sheep, registry: config.registry, dataRoot: join(resolve(config.dataRoot), sheepId), stopTimeoutMs, log });
 
   const redis = createRedis(config.redis.url, 'worker');
   const subscriber = createRedis(config.redis.url, 'subscriber');

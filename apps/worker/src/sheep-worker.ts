@@ -5,7 +5,7 @@ import type { JobStatus } from '@shepherd/contracts';
 import { JobQueues, RedisKeys, SheepRegistry, StatusStore, WorkSignal } from '@shepherd/queue';
 import type { RunnerResult } from '@shepherd/runner';
 import { StorageUnavailableError, type JobStorage } from '@shepherd/storage';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { RunnerDiedError, RunnerStartError } from './errors';
 import { JobSource, type TakenJob } from './job-source';
 import { Runner, type LiveRunner } from './runner';
@@ -60,7 +60,7 @@ export class SheepWorker {
     this.statuses = new StatusStore(redis, storage, this.keys);
     this.registry = new SheepRegistry(redis, this.keys);
     this.signal = new WorkSignal(subscriber, this.keys);
-    this.staging = new Staging(storage, join(config.dataRoot, sheepId));
+    this.staging = new Staging(storage, join(resolve(config.dataRoot), sheepId));
     this.runner = new Runner(deps.host, { startTimeoutMs: config.worker.startTimeoutMs, log });
     this.source = new JobSource({
       sheepId,

@@ -77,7 +77,7 @@ export async function startStack(raw: Record<string, unknown>, options: { startW
     startWorker(sheepId) {
       const child = spawn(process.execPath, [WORKER_MAIN, '-c', configPath, '--sheep', sheepId], {
         env: { ...process.env }, // Jest gives each test file its own process.env
-        stdio: ['ignore', 'ignore', process.env.SHOW_WORKER_LOGS ? 'inherit' : 'ignore'],
+        stdio: process.env.SHOW_WORKER_LOGS ? ['ignore', 'inherit', 'inherit'] : 'ignore',
       });
       workers.set(sheepId, child);
       return child;

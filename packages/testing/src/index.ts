@@ -2,3 +2,4 @@ export * from './s3-server';
 export * from './names';
 export * from './redis';
 export * from './wait';
+export * from './docker';
