@@ -58,7 +58,13 @@ export class JobSource {
 
   private async tryTake(heldModel: Model | null, busy: boolean): Promise<TakenJob | null> {
     const held = heldModel ? modelQueueName(heldModel) : undefined;
-    const names = busy ? [sheepQueueName(this.options.sheepId), ...(held ? [held] : [])] : await this.candidates(heldModel);
+    // The cheap, usual case first: a pinned job or one of the model in hand.
+    const first = await this.takeFrom([sheepQueueName(this.options.sheepId), ...(held ? [held] : [])]);
+    if (first || busy) return first;
+    return this.takeFrom(await this.otherQueues(heldModel));
+  }
+
+  private async takeFrom(names: string[]): Promise<TakenJob | null> {
     for (const name of names) {
       const token = `${this.options.sheepId}:${randomUUID()}`;
       const job = (await this.worker(name).getNextJob(token, { block: false })) as Job<JobData> | undefined;
@@ -67,9 +73,9 @@ export class JobSource {
     return null;
   }
 
-  private async candidates(heldModel: Model | null): Promise<string[]> {
-    const { sheepId, queues, registry, otherSheep } = this.options;
-    const own = sheepQueueName(sheepId);
+  /** Model queues other than the held one that have jobs: unheld models first, then fullest first. */
+  private async otherQueues(heldModel: Model | null): Promise<string[]> {
+    const { queues, registry, otherSheep } = this.options;
     const held = heldModel ? modelQueueName(heldModel) : undefined;
     const names = (await queues.modelQueueNames()).filter((name) => name !== held);
     const [counts, others] = await Promise.all([
@@ -84,7 +90,7 @@ export class JobSource {
       .filter((queue) => queue.count > 0 && queue.name.startsWith(MODEL_QUEUE_PREFIX))
       .sort((a, b) => Number(a.taken) - Number(b.taken) || b.count - a.count)
       .map((queue) => queue.name);
-    return [own, ...(held ? [held] : []), ...rest];
+    return rest;
   }
 
   /** A BullMQ worker in manual mode per queue; it also runs that queue's stalled-job check. */

@@ -24,6 +24,10 @@ export interface SheepWorkerDeps {
 
 interface InHand extends TakenJob {
   attempts: number;
+  /** When the job was first handed to the runner. */
+  startedAt?: string;
+  /** The `processing` status write, awaited before the final status so they stay in order. */
+  processingWritten?: Promise<unknown>;
   settled?: Promise<void>;
   /** Set when the job goes back to the queue instead of running (shutdown). */
   handBack?: boolean;
@@ -162,11 +166,14 @@ export class SheepWorker {
           const live: LiveRunner = await this.runner.ensure(model);
           if (this.runner.modelLoads !== loads) void this.beat(); // others see the new model at once
           if (held.handBack) throw new HandBack();
+          const answer = this.runner.submit(live, jobId, this.staging.root);
           if (first) {
-            const now = new Date().toISOString();
-            await this.statuses.write(jobId, { status: 'processing', model, enqueued_at: enqueuedAt, processing_started_at: now });
+            // Written while the runner already works: off the job's critical path.
+            held.startedAt = new Date().toISOString();
+            const processing = { status: 'processing' as const, model, enqueued_at: enqueuedAt, processing_started_at: held.startedAt };
+            held.processingWritten = this.statuses.write(jobId, processing).catch((error: unknown) => log.warn({ err: error }, 'could not record processing'));
           }
-          return { answer: this.runner.submit(live, jobId, this.staging.root) };
+          return { answer };
         };
         // First runs keep the order jobs were taken in; a retry goes straight in.
         const turn = first ? this.dispatchChain.then(dispatch) : dispatch();
@@ -208,12 +215,12 @@ export class SheepWorker {
     const { jobId, model, enqueuedAt } = held.data;
     try {
       await this.staging.uploadOutputs(jobId);
-      const previous = await this.statuses.read(jobId).catch(() => null);
+      await held.processingWritten;
       await this.statuses.write(jobId, {
         status: 'done',
         model,
         enqueued_at: enqueuedAt,
-        processing_started_at: previous?.processing_started_at ?? null,
+        processing_started_at: held.startedAt ?? null,
         finished_at: new Date().toISOString(),
       });
       await held.job.moveToCompleted({ done: true }, held.token, false);
@@ -232,12 +239,12 @@ export class SheepWorker {
     const { jobId, model, enqueuedAt } = held.data;
     log.warn({ error: details.message }, 'job failed');
     try {
-      const previous = await this.statuses.read(jobId).catch(() => null);
+      await held.processingWritten;
       await this.statuses.write(jobId, {
         status: 'failed',
         model,
         enqueued_at: enqueuedAt,
-        processing_started_at: previous?.processing_started_at ?? null,
+        processing_started_at: held.startedAt ?? null,
         finished_at: new Date().toISOString(),
         error_details: details,
       });
@@ -255,6 +262,7 @@ export class SheepWorker {
   private async handBack(held: InHand): Promise<void> {
     const { jobId, model, enqueuedAt } = held.data;
     clearInterval(held.lockTimer);
+    await held.processingWritten;
     await this.statuses.write(jobId, { status: 'queued', model, enqueued_at: enqueuedAt }).catch(() => undefined);
     await held.job.moveToWait(held.token).catch((error: unknown) => {
       this.deps.log.warn({ jobId, err: error }, 'could not hand the job back; it returns when its lock lapses');

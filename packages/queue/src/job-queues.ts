@@ -38,7 +38,9 @@ export class JobQueues {
   /** Adds the job with its job id as BullMQ's id: adding the same id twice keeps one job. */
   async add(data: JobData): Promise<void> {
     const name = this.queueName(data);
-    if (!data.sheepId) await viaRedis(() => this.connection.sadd(this.keys.modelQueues, name));
+    // Sent before the add on the same connection, so Redis applies it first;
+    // not awaited, to save a round trip (if Redis is down the add fails too).
+    if (!data.sheepId) this.connection.sadd(this.keys.modelQueues, name).catch(() => undefined);
     await viaRedis(() =>
       this.queue(name).add('job', data, {
         jobId: queueJobId(data.jobId),
@@ -46,8 +48,8 @@ export class JobQueues {
         removeOnFail: KEEP_FAILED,
       }),
     );
-    // A lost wake-up costs only the sheep's fallback poll interval.
-    await viaRedis(() => this.connection.publish(this.keys.workChannel, name)).catch(() => undefined);
+    // Not awaited: a lost wake-up costs only the sheep's fallback poll interval.
+    this.connection.publish(this.keys.workChannel, name).catch(() => undefined);
   }
 
   /** Every model queue ever used, sorted. */

@@ -30,8 +30,15 @@ export class StatusStore {
   /** Writes storage first, so Redis never shows a status storage lacks. */
   async write(jobId: string, status: JobStatus): Promise<void> {
     await this.storage.writeStatus(jobId, status);
-    await this.cache(jobId, status);
-    await viaRedis(() => this.redis.publish(this.keys.statusChannel, JSON.stringify({ jobId, status })));
+    const json = JSON.stringify(status);
+    // Cache and announce in one round trip.
+    await viaRedis(() =>
+      this.redis
+        .multi()
+        .set(this.keys.status(jobId), json, 'EX', STATUS_CACHE_SECONDS)
+        .publish(this.keys.statusChannel, `{"jobId":${JSON.stringify(jobId)},"status":${json}}`)
+        .exec(),
+    );
   }
 
   /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -11,6 +11,8 @@ import { safeJobId, safeRelativePath } from './paths';
 import { parseStatus, STATUS_FILE } from './status-file';
 
 /** Holds files being written and jobs being deleted; job ids cannot start with "." so it never clashes. */
+/** Files up to this size are written with synchronous calls (see writeSmall). */
+const SMALL_FILE = 64 * 1024;
 const TMP_DIR = '.tmp';
 
 /** Errors that mean the disk itself is unusable rather than a file missing. */
@@ -57,8 +59,13 @@ export class FilesystemStorage implements JobStorage {
     }
   }
 
-  async putFile(jobId: string, folder: JobFolder, path: string, body: Readable, _size?: number): Promise<void> {
+  async putFile(jobId: string, folder: JobFolder, path: string, body: Readable, size?: number): Promise<void> {
     const target = this.filePath(jobId, folder, path);
+    if (size !== undefined && size <= SMALL_FILE) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
+      return this.writeSmall(jobId, target, Buffer.concat(chunks));
+    }
     await this.requireJob(jobId);
     await this.writeAtomically(target, async (temp) => {
       await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
@@ -115,9 +122,7 @@ export class FilesystemStorage implements JobStorage {
   }
 
   async writeStatus(jobId: string, status: JobStatus): Promise<void> {
-    const target = join(this.jobDir(jobId), STATUS_FILE);
-    await this.requireJob(jobId);
-    await this.writeAtomically(target, (temp) => fs.writeFile(temp, JSON.stringify(status), { flag: 'wx' }));
+    this.writeSmall(jobId, join(this.jobDir(jobId), STATUS_FILE), Buffer.from(JSON.stringify(status)));
   }
 
   async deleteStatus(jobId: string): Promise<void> {
@@ -154,6 +159,30 @@ export class FilesystemStorage implements JobStorage {
 
   private async requireJob(jobId: string): Promise<void> {
     if (!(await this.jobExists(jobId))) throw new JobNotFoundError(jobId);
+  }
+
+  /**
+   * The same atomic write for small data, with synchronous calls: a few
+   * microseconds each, where each promise call costs a thread-pool hop
+   * (~50 µs of CPU here). Status records and inline payloads take this path.
+   */
+  private writeSmall(jobId: string, target: string, data: Buffer): void {
+    try {
+      statSync(this.jobDir(jobId));
+    } catch (error) {
+      if (code(error) === 'ENOENT' || code(error) === 'ENOTDIR') throw new JobNotFoundError(jobId);
+      throw this.mapError(error, this.jobDir(jobId));
+    }
+    const temp = join(this.tmp, `${randomBytes(12).toString('hex')}.part`);
+    try {
+      mkdirSync(this.tmp, { recursive: true });
+      writeFileSync(temp, data, { flag: 'wx' });
+      mkdirSync(dirname(target), { recursive: true });
+      renameSync(temp, target);
+    } catch (error) {
+      rmSync(temp, { force: true });
+      throw this.mapError(error, target);
+    }
   }
 
   /** Writes into `.tmp` (same filesystem) and renames into place, so readers see all or nothing. */

@@ -45,10 +45,13 @@ export class JobsService implements BeforeApplicationShutdown {
     let createdStorage = false;
     try {
       // After a Redis flush the claim succeeds for an old job: storage knows.
-      const stored = await this.storage.readStatus(jobId);
-      if (stored) {
-        await this.statuses.write(jobId, stored).catch(() => undefined);
-        throw conflict(`Job \`${jobId}\` already exists`);
+      // With a payload, creating the job's storage finds it; without, its status record does.
+      if (typeof request.payload !== 'string') {
+        const stored = await this.storage.readStatus(jobId);
+        if (stored) {
+          await this.statuses.write(jobId, stored).catch(() => undefined);
+          throw conflict(`Job \`${jobId}\` already exists`);
+        }
       }
       if (typeof request.payload === 'string') {
         await this.createJob(jobId);
@@ -114,9 +117,14 @@ export class JobsService implements BeforeApplicationShutdown {
    */
   async waitReady(jobId: string, timeoutMs: number | undefined, signal: AbortSignal): Promise<JobStatus> {
     let wake!: () => void;
+    let announced: JobStatus | undefined;
     const woken = new Promise<void>((resolve) => (wake = resolve));
     // Listen before reading, so a change between the two is not missed.
-    const stop = this.events.listen(jobId, (status) => isFinished(status) && wake());
+    const stop = this.events.listen(jobId, (status) => {
+      if (!isFinished(status)) return;
+      announced = status;
+      wake();
+    });
     const timer = timeoutMs === undefined ? undefined : setTimeout(wake, timeoutMs);
     const onAbort = () => wake();
     signal.addEventListener('abort', onAbort);
@@ -125,7 +133,8 @@ export class JobsService implements BeforeApplicationShutdown {
       const current = await this.status(jobId);
       if (isFinished(current)) return current;
       await woken;
-      return await this.status(jobId);
+      // The event carries the final status: no second read needed.
+      return announced ?? (await this.status(jobId));
     } finally {
       stop();
       if (timer) clearTimeout(timer);

@@ -5,13 +5,16 @@ import { BaseRunner } from '@shepherd/runner';
 
 /**
  * Echoes `inputs/input` (JSON) as `outputs/output`:
- * `{"result": <input>, "model": <config.model or null>, "pid": <runner pid>}`.
+ * `{"result": <input>, "model": <config.model or null>, "pid": <runner pid>,
+ * "started_ms", "finished_ms"}` (epoch milliseconds: the benchmark measures how
+ * busy the runner was from them).
  * For tests, an input object may also ask for `sleep_ms` (wait first),
  * `exit` (the process dies with that code), `fail` (the job throws that
  * message) and `files` ({relative path: text} written into outputs/).
  */
 export default class EchoRunner extends BaseRunner {
   async processJob(inputDir: string, outputDir: string): Promise<void> {
+    const startedMs = performance.timeOrigin + performance.now();
     const input = JSON.parse(await readFile(join(inputDir, 'input'), 'utf8')) as unknown;
     const asks = typeof input === 'object' && input !== null && !Array.isArray(input) ? (input as Record<string, unknown>) : {};
 
@@ -29,6 +32,6 @@ export default class EchoRunner extends BaseRunner {
       }
     }
     const model = (this.config as { model?: unknown } | null)?.model ?? null;
-    await writeFile(join(outputDir, 'output'), JSON.stringify({ result: input, model, pid: process.pid }));
+    await writeFile(join(outputDir, 'output'), JSON.stringify({ result: input, model, pid: process.pid, started_ms: startedMs, finished_ms: performance.timeOrigin + performance.now() }));
   }
 }
