@@ -30,8 +30,8 @@ export class Staging {
   async stageInputs(jobId: string): Promise<void> {
     const dir = this.jobDir(jobId);
     // Directory calls are synchronous: microseconds each, where a promise
-    // call costs a thread-pool hop; this is on every job's path.
-    rmSync(dir, { recursive: true, force: true });
+    // call costs a thread-pool hop; this is on every job's path. No job dir
+    // is left to clear: start() wipes the sheep's root, settling removes it.
     mkdirSync(join(dir, 'inputs'), { recursive: true });
     mkdirSync(join(dir, 'outputs'), { recursive: true });
     for (const path of await this.storage.listFiles(jobId, 'inputs')) {

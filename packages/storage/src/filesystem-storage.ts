@@ -175,8 +175,13 @@ export class FilesystemStorage implements JobStorage {
     }
     const temp = join(this.tmp, `${randomBytes(12).toString('hex')}.part`);
     try {
-      mkdirSync(this.tmp, { recursive: true });
-      writeFileSync(temp, data, { flag: 'wx' });
+      try {
+        writeFileSync(temp, data, { flag: 'wx' });
+      } catch (error) {
+        if (code(error) !== 'ENOENT') throw error;
+        mkdirSync(this.tmp, { recursive: true }); // first write, or someone removed it
+        writeFileSync(temp, data, { flag: 'wx' });
+      }
       mkdirSync(dirname(target), { recursive: true });
       renameSync(temp, target);
     } catch (error) {
