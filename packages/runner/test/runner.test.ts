@@ -59,6 +59,8 @@ describe('shepherd-runner with the echo example', () => {
       result: { hello: 'world' },
       model: { name: 'echo', version: 'v1' },
       pid: runner.child.pid,
+      started_ms: expect.any(Number),
+      finished_ms: expect.any(Number),
     });
   });
 
