@@ -1,16 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, tempDir, uniqueId, waitFor } from '@shepherd/testing';
+import { tempDir, uniqueId, waitFor } from '@shepherd/testing';
 import { cudaDevices } from '../src/sheep/bare';
-import { echo, RUNNER_CLI, startStack, MODELS, type Stack } from './harness';
+import { echo, RUNNER_CLI, startStack, MODELS, type Stack, useFreePorts } from './harness';
 
-/** Runner ports, free when the file starts. */
-const PORTS: number[] = [];
-const port = (i: number): number => PORTS[i] as number;
-beforeAll(async () => {
-  for (let i = 0; i < 1; i++) PORTS.push(await freePort());
-});
+const port = useFreePorts(1);
 
 describe('bare sheep runner process', () => {
   let stack: Stack;

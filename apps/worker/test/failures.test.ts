@@ -1,14 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { freePort, uniqueId, waitFor } from '@shepherd/testing';
-import { echo, echoSheep, startStack, type Stack } from './harness';
+import { uniqueId, waitFor } from '@shepherd/testing';
+import { echo, echoSheep, startStack, type Stack, useFreePorts } from './harness';
 
-/** Runner ports, free when the file starts. */
-const PORTS: number[] = [];
-const port = (i: number): number => PORTS[i] as number;
-beforeAll(async () => {
-  for (let i = 0; i < 3; i++) PORTS.push(await freePort());
-});
+const port = useFreePorts(3);
 
 /** Pids of the runner processes listening on a port (their command line names it). */
 function runnerPids(port: number): number[] {

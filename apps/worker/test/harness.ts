@@ -3,11 +3,12 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import yaml from 'js-yaml';
+import { beforeAll } from '@jest/globals';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { loadConfig, type ShepherdConfig } from '@shepherd/config';
 import { createGateway } from '@shepherd/gateway';
 import { createRedis, RedisKeys, SheepRegistry, type SheepState } from '@shepherd/queue';
-import { deleteKeys, REDIS_URL, tempDir, uniqueId, waitFor } from '@shepherd/testing';
+import { deleteKeys, freePort, REDIS_URL, tempDir, uniqueId, waitFor } from '@shepherd/testing';
 import type { Redis } from 'ioredis';
 
 export const REPO = resolve(__dirname, '../../..');
@@ -112,3 +113,12 @@ export async function startStack(raw: Record<string, unknown>, options: { startW
 }
 
 export const echo = (version = 'v1') => ({ name: 'echo', version });
+
+/** Free ports for this test file's runners, taken when the file starts: `port(0)`, `port(1)`, ... */
+export function useFreePorts(count: number): (index: number) => number {
+  const ports: number[] = [];
+  beforeAll(async () => {
+    for (let i = 0; i < count; i++) ports.push(await freePort());
+  });
+  return (index) => ports[index] as number;
+}

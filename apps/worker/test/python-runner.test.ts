@@ -1,14 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
-import { freePort, uniqueId } from '@shepherd/testing';
-import { MODELS, REPO, startStack, type Stack } from './harness';
+import { uniqueId } from '@shepherd/testing';
+import { MODELS, REPO, startStack, type Stack, useFreePorts } from './harness';
 
-/** Runner ports, free when the file starts. */
-const PORTS: number[] = [];
-const port = (i: number): number => PORTS[i] as number;
-beforeAll(async () => {
-  for (let i = 0; i < 1; i++) PORTS.push(await freePort());
-});
+const port = useFreePorts(1);
 
 const model = { name: 'python-echo', version: 'v1' };
 

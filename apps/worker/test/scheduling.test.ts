@@ -1,13 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { freePort, uniqueId, waitFor } from '@shepherd/testing';
-import { echo, echoSheep, startStack, type Stack } from './harness';
+import { uniqueId, waitFor } from '@shepherd/testing';
+import { echo, echoSheep, startStack, type Stack, useFreePorts } from './harness';
 
-/** Runner ports, free when the file starts. */
-const PORTS: number[] = [];
-const port = (i: number): number => PORTS[i] as number;
-beforeAll(async () => {
-  for (let i = 0; i < 2; i++) PORTS.push(await freePort());
-});
+const port = useFreePorts(2);
 
 describe('scheduling across sheep', () => {
   let stack: Stack;
