@@ -5,6 +5,7 @@ import type pino from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
 import { CoreModule } from './core/core.module';
 import { ExceptionsFilter } from './errors/exception.filter';
+import { HealthModule } from './health/health.module';
 import { JobsModule } from './jobs/jobs.module';
 import { loggerParams } from './logging';
 import { SheepModule } from './sheep/sheep.module';
@@ -14,7 +15,7 @@ export class AppModule {
   static forRoot(config: ShepherdConfig, logDestination?: pino.DestinationStream): DynamicModule {
     return {
       module: AppModule,
-      imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), JobsModule, SheepModule],
+      imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), HealthModule, JobsModule, SheepModule],
       providers: [{ provide: APP_FILTER, useClass: ExceptionsFilter }],
     };
   }

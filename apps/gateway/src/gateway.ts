@@ -5,6 +5,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import type pino from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
+import { mountBullBoard } from './admin/bull-board';
 import { AppModule } from './app.module';
 
 export interface GatewayOptions {
@@ -32,5 +33,6 @@ export async function createGateway(config: ShepherdConfig, options: GatewayOpti
       .build(),
   );
   SwaggerModule.setup('docs', app, document);
+  mountBullBoard(app, config);
   return app;
 }

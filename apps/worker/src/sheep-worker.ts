@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
 import type { JobStatus } from '@shepherd/contracts';
-import { JobQueues, RedisKeys, SheepRegistry, StatusStore, WorkSignal } from '@shepherd/queue';
+import { JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusStore, WorkSignal } from '@shepherd/queue';
 import type { RunnerResult } from '@shepherd/runner';
 import { StorageUnavailableError, type JobStorage } from '@shepherd/storage';
 import { join, resolve } from 'node:path';
@@ -44,6 +44,7 @@ export class SheepWorker {
   private readonly keys: RedisKeys;
   private readonly statuses: StatusStore;
   private readonly registry: SheepRegistry;
+  private readonly metrics: MetricsStore;
   private readonly signal: WorkSignal;
   private readonly source: JobSource;
   private readonly runner: Runner;
@@ -63,6 +64,7 @@ export class SheepWorker {
     this.keys = new RedisKeys(config.redis.prefix);
     this.statuses = new StatusStore(redis, storage, this.keys);
     this.registry = new SheepRegistry(redis, this.keys);
+    this.metrics = new MetricsStore(redis, this.keys);
     this.signal = new WorkSignal(subscriber, this.keys);
     this.staging = new Staging(storage, join(resolve(config.dataRoot), sheepId));
     this.runner = new Runner(deps.host, { startTimeoutMs: config.worker.startTimeoutMs, log });
@@ -164,7 +166,10 @@ export class SheepWorker {
           if (stageError) throw stageError;
           const loads = this.runner.modelLoads;
           const live: LiveRunner = await this.runner.ensure(model);
-          if (this.runner.modelLoads !== loads) void this.beat(); // others see the new model at once
+          if (this.runner.modelLoads !== loads) {
+            void this.beat(); // others see the new model at once
+            this.metrics.modelLoaded(this.deps.sheepId);
+          }
           if (held.handBack) throw new HandBack();
           const answer = this.runner.submit(live, jobId, this.staging.root);
           if (first) {
@@ -225,6 +230,7 @@ export class SheepWorker {
       });
       await held.job.moveToCompleted({ done: true }, held.token, false);
       this.counts.done += 1;
+      this.metrics.jobFinished(this.deps.sheepId, model, 'done');
       log.info('job done');
     } catch (error) {
       if (!(error instanceof StorageUnavailableError)) throw error;
@@ -250,6 +256,7 @@ export class SheepWorker {
       });
       await held.job.moveToFailed(new Error(details.message), held.token, false);
       this.counts.failed += 1;
+      this.metrics.jobFinished(this.deps.sheepId, model, 'failed');
     } catch (error) {
       log.error({ err: error }, 'could not record the failure; the job goes back to the queue');
       await this.handBack(held);

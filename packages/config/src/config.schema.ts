@@ -71,6 +71,9 @@ export const ConfigSchema = z
         payload_limit: sizeField().default(64 * 1024 ** 2),
         /** Largest single input file uploaded over HTTP. */
         upload_limit: sizeField().default(4 * 1024 ** 3),
+        /** Basic auth for Bull Board at /admin/queues; open when unset. */
+        admin_username: z.string().optional(),
+        admin_password: z.string().optional(),
       })
       .prefault({}),
     worker: z
@@ -116,6 +119,7 @@ export const ConfigSchema = z
       port: c.gateway.port,
       payloadLimit: c.gateway.payload_limit,
       uploadLimit: c.gateway.upload_limit,
+      admin: c.gateway.admin_username ? { username: c.gateway.admin_username, password: c.gateway.admin_password ?? '' } : undefined,
     },
     worker: {
       maxAttempts: c.worker.max_attempts,

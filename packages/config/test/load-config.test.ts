@@ -20,7 +20,7 @@ describe('example configs', () => {
     expect(config.storage).toEqual({ backend: 'filesystem', root: '/tmp/shepherd-storage' });
     expect(config.sheep.bare_sheep).toMatchObject({ type: 'bare', port: 9001, workingDirectory: 'examples/models', devices: [] });
     expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'shepherd' });
-    expect(config.gateway).toMatchObject({ host: '0.0.0.0', port: 5000, payloadLimit: 64 * 1024 ** 2 });
+    expect(config.gateway).toMatchObject({ host: '0.0.0.0', port: 5000, payloadLimit: 64 * 1024 ** 2, admin: undefined });
     expect(config.debug).toBe(false);
   });
 

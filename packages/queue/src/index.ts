@@ -5,3 +5,4 @@ export * from './status-events';
 export * from './job-queues';
 export * from './sheep-registry';
 export * from './work-signal';
+export * from './metrics-store';

@@ -1,7 +1,7 @@
 import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
-import { createRedis, whenReady, JobQueues, RedisKeys, SheepRegistry, StatusEvents, StatusStore } from '@shepherd/queue';
+import { createRedis, whenReady, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore } from '@shepherd/queue';
 import { createStorage, type JobStorage } from '@shepherd/storage';
 import { CONFIG, REDIS, STORAGE, SUBSCRIBER } from './tokens';
 
@@ -23,8 +23,9 @@ export class CoreModule implements OnModuleInit, OnApplicationShutdown {
         { provide: StatusEvents, inject: [SUBSCRIBER], useFactory: (r: Redis) => new StatusEvents(r, keys) },
         { provide: JobQueues, inject: [REDIS], useFactory: (r: Redis) => new JobQueues(r, keys) },
         { provide: SheepRegistry, inject: [REDIS], useFactory: (r: Redis) => new SheepRegistry(r, keys) },
+        { provide: MetricsStore, inject: [REDIS], useFactory: (r: Redis) => new MetricsStore(r, keys) },
       ],
-      exports: [CONFIG, STORAGE, REDIS, RedisKeys, StatusStore, StatusEvents, JobQueues, SheepRegistry],
+      exports: [CONFIG, STORAGE, REDIS, RedisKeys, StatusStore, StatusEvents, JobQueues, SheepRegistry, MetricsStore],
     };
   }
 

@@ -6,6 +6,7 @@ import { JobQueues, StatusEvents, StatusStore } from '@shepherd/queue';
 import { JobExistsError, type JobStorage } from '@shepherd/storage';
 import { badRequest, conflict, notFound, unknownJob } from '../errors/api-errors';
 import { CONFIG, STORAGE } from '../core/tokens';
+import { MetricsService } from '../health/metrics.service';
 
 /** The submit path and the reads behind the /jobs routes. */
 @Injectable()
@@ -20,6 +21,7 @@ export class JobsService implements BeforeApplicationShutdown {
     private readonly statuses: StatusStore,
     private readonly events: StatusEvents,
     private readonly queues: JobQueues,
+    private readonly metrics: MetricsService,
   ) {}
 
   checkJobId(jobId: string): void {
@@ -68,6 +70,7 @@ export class JobsService implements BeforeApplicationShutdown {
         ...(request.sheep_id ? { sheepId: request.sheep_id } : {}),
         enqueuedAt: now,
       });
+      this.metrics.jobSubmitted(request.model);
     } catch (error) {
       await this.undoStart(jobId, createdStorage, error);
       throw error;

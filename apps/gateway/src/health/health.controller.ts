@@ -1,0 +1,59 @@
+import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { ShepherdConfig } from '@shepherd/config';
+import { SheepRegistry } from '@shepherd/queue';
+import type { JobStorage } from '@shepherd/storage';
+import { CONFIG, REDIS, STORAGE } from '../core/tokens';
+import { MetricsService } from './metrics.service';
+
+const CHECK_TIMEOUT_MS = 2000;
+
+@ApiTags('health')
+@Controller()
+export class HealthController {
+  constructor(
+    @Inject(CONFIG) private readonly config: ShepherdConfig,
+    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(STORAGE) private readonly storage: JobStorage,
+    private readonly sheep: SheepRegistry,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  @Get('health')
+  @ApiOperation({ summary: 'The process lives' })
+  health(): { status: 'ok' } {
+    return { status: 'ok' };
+  }
+
+  @Get('ready')
+  @ApiOperation({ summary: 'Redis and storage answer (503 naming what does not); which sheep are alive' })
+  async ready(@Res() res: Response): Promise<void> {
+    const [redis, storage] = await Promise.all([check(() => this.redis.ping()), check(() => this.storage.ping())]);
+    const ids = Object.keys(this.config.sheep);
+    const states = redis === 'up' ? await this.sheep.read(ids).catch(() => new Map()) : new Map();
+    const sheep = Object.fromEntries(ids.map((id) => [id, Boolean(states.get(id))]));
+    const ok = redis === 'up' && storage === 'up';
+    res.status(ok ? 200 : 503).json({ ready: ok, redis, storage, sheep });
+  }
+
+  @Get('metrics')
+  @Header('Content-Type', 'text/plain; version=0.0.4')
+  @ApiOperation({ summary: 'Prometheus metrics' })
+  async scrape(): Promise<string> {
+    return this.metrics.registry.metrics();
+  }
+}
+
+async function check(call: () => Promise<unknown>): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([call(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), CHECK_TIMEOUT_MS)))]);
+    return 'up';
+  } catch (error) {
+    return `down: ${(error as Error).message}`;
+  } finally {
+    clearTimeout(timer);
+  }
+}
