@@ -34,9 +34,12 @@ export interface Stack {
   dir: string;
   redis: Redis;
   workers: Map<string, ChildProcess>;
-  startWorker(sheepId: string): ChildProcess;
+  /** `config` overrides keys of this worker's own copy of the config (a second machine: its own data_root). */
+  startWorker(sheepId: string, config?: Record<string, unknown>): ChildProcess;
   stopWorker(sheepId: string, signal?: NodeJS.Signals): Promise<void>;
   sheepState(sheepId: string): Promise<SheepState | null>;
+  /** Stops the gateway (as on SIGTERM) and starts a new one on the same port. */
+  restartGateway(): Promise<void>;
   submit(body: Record<string, unknown>): Promise<Response>;
   waitReady(jobId: string): Promise<Record<string, unknown>>;
   close(): Promise<void>;
@@ -61,9 +64,10 @@ export async function startStack(raw: Record<string, unknown>, options: { startW
   writeFileSync(configPath, yaml.dump(document));
   const config = loadConfig(configPath);
   const silent = new Writable({ write: (_c, _e, done) => done() });
-  const app: NestExpressApplication = await createGateway(config, { logDestination: silent });
+  let app: NestExpressApplication = await createGateway(config, { logDestination: silent });
   await app.listen(0, '127.0.0.1');
-  const url = `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
+  const gatewayPort = (app.getHttpServer().address() as { port: number }).port;
+  const url = `http://127.0.0.1:${gatewayPort}`;
   const redis = createRedis(config.redis.url, 'worker');
   const registry = new SheepRegistry(redis, new RedisKeys(prefix));
   const workers = new Map<string, ChildProcess>();
@@ -75,8 +79,13 @@ export async function startStack(raw: Record<string, unknown>, options: { startW
     dir,
     redis,
     workers,
-    startWorker(sheepId) {
-      const child = spawn(process.execPath, [WORKER_MAIN, '-c', configPath, '--sheep', sheepId], {
+    startWorker(sheepId, overrides) {
+      let path = configPath;
+      if (overrides) {
+        path = join(dir, `${sheepId}-${uniqueId('cfg')}.yml`);
+        writeFileSync(path, yaml.dump({ ...document, ...overrides }));
+      }
+      const child = spawn(process.execPath, [WORKER_MAIN, '-c', path, '--sheep', sheepId], {
         env: { ...process.env }, // Jest gives each test file its own process.env
         stdio: process.env.SHOW_WORKER_LOGS ? ['ignore', 'inherit', 'inherit'] : 'ignore',
       });
@@ -90,6 +99,11 @@ export async function startStack(raw: Record<string, unknown>, options: { startW
       const exited = new Promise((r) => child.once('exit', r));
       child.kill(signal);
       await exited;
+    },
+    async restartGateway() {
+      await app.close();
+      app = await createGateway(config, { logDestination: silent });
+      await app.listen(gatewayPort, '127.0.0.1');
     },
     sheepState: async (sheepId) => (await registry.read([sheepId])).get(sheepId) ?? null,
     submit: (body) =>

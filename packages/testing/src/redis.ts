@@ -42,14 +42,19 @@ export interface RedisServerHandle {
  * A private redis-server on its own port, for tests that stop and restart
  * Redis without disturbing the shared one.
  */
-export async function startRedisServer(port?: number): Promise<RedisServerHandle> {
+export async function startRedisServer(port?: number, options: { aofDir?: string } = {}): Promise<RedisServerHandle> {
   const chosen = port ?? (await freePort());
+  // With aofDir: every write is fsynced to an append-only file there, as the
+  // stack's Redis runs, so a killed server comes back with everything it acknowledged.
+  const persistence = options.aofDir
+    ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', options.aofDir, '--maxmemory-policy', 'noeviction']
+    : ['--appendonly', 'no'];
   let child: ChildProcess | undefined;
   const handle: RedisServerHandle = {
     url: `redis://127.0.0.1:${chosen}`,
     port: chosen,
     async start() {
-      child = spawn('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      child = spawn('redis-server', ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', ...persistence], {
         stdio: 'ignore',
       });
       await waitForRedis(handle.url);
