@@ -42,6 +42,8 @@ describe('health, readiness and metrics', () => {
     const workerMetrics = new MetricsStore(gw.redis, new RedisKeys(gw.config.redis.prefix));
     workerMetrics.jobFinished('sheep_a', model, 'done');
     workerMetrics.modelLoaded('sheep_a');
+    workerMetrics.observe('runner', 'sheep_a', 0.02);
+    workerMetrics.observe('runner', 'sheep_a', 3);
     await waitFor(async () => (await workerMetrics.finished()).length > 0, 5000, 'the counter');
     const response = await fetch(`${gw.url}/metrics`);
     expect(response.headers.get('content-type')).toMatch(/^text\/plain/);
@@ -51,6 +53,12 @@ describe('health, readiness and metrics', () => {
     expect(text).toContain('shepherd_sheep_up{sheep="sheep_a"} 0');
     expect(text).toContain('shepherd_jobs_finished_total{sheep="sheep_a",model="echo:v1",status="done"} 1');
     expect(text).toContain('shepherd_model_loads_total{sheep="sheep_a"} 1');
+    expect(text).toContain('# TYPE shepherd_job_stage_seconds histogram');
+    expect(text).toContain('shepherd_job_stage_seconds_bucket{stage="runner",sheep="sheep_a",le="0.01"} 0');
+    expect(text).toContain('shepherd_job_stage_seconds_bucket{stage="runner",sheep="sheep_a",le="0.025"} 1');
+    expect(text).toContain('shepherd_job_stage_seconds_bucket{stage="runner",sheep="sheep_a",le="+Inf"} 2');
+    expect(text).toContain('shepherd_job_stage_seconds_count{stage="runner",sheep="sheep_a"} 2');
+    expect(text).toMatch(/shepherd_job_stage_seconds_sum\{stage="runner",sheep="sheep_a"\} 3\.02/);
   });
 });
 

@@ -152,8 +152,11 @@ export class SheepWorker {
   private async process(held: InHand): Promise<void> {
     const { jobId, model, enqueuedAt } = held.data;
     const log = this.deps.log.child({ jobId });
+    const sheepId = this.deps.sheepId;
+    this.metrics.observe('queue_wait', sheepId, Math.max(0, Date.now() - Date.parse(enqueuedAt)) / 1000);
+    const stagingStarted = performance.now();
     const staged = this.staging.stageInputs(jobId).then(
-      () => undefined,
+      () => this.metrics.observe('input_staging', sheepId, (performance.now() - stagingStarted) / 1000),
       (error: unknown) => error as Error,
     );
     let first = true;
@@ -171,7 +174,9 @@ export class SheepWorker {
             this.metrics.modelLoaded(this.deps.sheepId);
           }
           if (held.handBack) throw new HandBack();
+          const submitted = performance.now();
           const answer = this.runner.submit(live, jobId, this.staging.root);
+          void answer.then(() => this.metrics.observe('runner', sheepId, (performance.now() - submitted) / 1000), () => undefined);
           if (first) {
             // Written while the runner already works: off the job's critical path.
             held.startedAt = new Date().toISOString();
@@ -219,7 +224,9 @@ export class SheepWorker {
     }
     const { jobId, model, enqueuedAt } = held.data;
     try {
+      const uploadStarted = performance.now();
       await this.staging.uploadOutputs(jobId);
+      this.metrics.observe('output_upload', this.deps.sheepId, (performance.now() - uploadStarted) / 1000);
       await held.processingWritten;
       await this.statuses.write(jobId, {
         status: 'done',

@@ -59,6 +59,16 @@ describe.each(storages)('a job through a bare sheep on %s', (_name, storage) => 
     expect(result.result.blob.length).toBe(10 * 1024 * 1024);
   });
 
+  it('counts finished jobs, runner starts and stage times in the gateway’s /metrics', async () => {
+    const text = await (await fetch(`${stack.url}/metrics`)).text();
+    expect(text).toMatch(/shepherd_jobs_finished_total\{sheep="bare1",model="echo:v1",status="done"\} [1-9]/);
+    expect(text).toMatch(/shepherd_model_loads_total\{sheep="bare1"\} 1/);
+    for (const stage of ['queue_wait', 'input_staging', 'runner', 'output_upload']) {
+      expect(text).toMatch(new RegExp(`shepherd_job_stage_seconds_count\\{stage="${stage}",sheep="bare1"\\} [1-9]`));
+    }
+    expect(text).toContain('shepherd_sheep_up{sheep="bare1"} 1');
+  });
+
   it('unknown job: 404 and the original message', async () => {
     const response = await fetch(`${stack.url}/jobs/nosuchjob/result`);
     expect(response.status).toBe(404);

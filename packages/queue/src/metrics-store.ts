@@ -2,6 +2,21 @@ import type { Redis } from 'ioredis';
 import { modelKey, type Model } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
 
+/** Upper bounds (seconds) of the histogram buckets the workers fill. */
+export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
+
+/** The stages of a job the workers time. */
+export type Stage = 'queue_wait' | 'input_staging' | 'runner' | 'output_upload';
+
+export interface StageHistogram {
+  stage: Stage;
+  sheep: string;
+  /** Cumulative counts per bucket bound, as Prometheus wants them. */
+  buckets: Array<{ le: number; count: number }>;
+  sum: number;
+  count: number;
+}
+
 export interface FinishedCount {
   sheep: string;
   model: string;
@@ -35,6 +50,47 @@ export class MetricsStore {
 
   modelLoaded(sheep: string): void {
     this.redis.hincrby(this.loadsKey, sheep, 1).catch(() => undefined);
+  }
+
+  private get stagesKey(): string {
+    return `${this.keys.prefix}:metrics:stages`;
+  }
+
+  /** Records one duration: its bucket, the sum and the count, in one round trip, not awaited. */
+  observe(stage: Stage, sheep: string, seconds: number): void {
+    const bucket = DURATION_BUCKETS.find((le) => seconds <= le) ?? Infinity;
+    this.redis
+      .multi()
+      .hincrby(this.stagesKey, `${stage}|${sheep}|${bucket}`, 1)
+      .hincrbyfloat(this.stagesKey, `${stage}|${sheep}|sum`, seconds)
+      .hincrby(this.stagesKey, `${stage}|${sheep}|count`, 1)
+      .exec()
+      .catch(() => undefined);
+  }
+
+  async stages(): Promise<StageHistogram[]> {
+    const all = await this.redis.hgetall(this.stagesKey);
+    const byKey = new Map<string, StageHistogram>();
+    const perBucket = new Map<string, Map<number, number>>();
+    for (const [field, value] of Object.entries(all)) {
+      const [stage = '', sheep = '', part = ''] = field.split('|');
+      const key = `${stage}|${sheep}`;
+      let histogram = byKey.get(key);
+      if (!histogram) byKey.set(key, (histogram = { stage: stage as Stage, sheep, buckets: [], sum: 0, count: 0 }));
+      if (part === 'sum') histogram.sum = Number(value);
+      else if (part === 'count') histogram.count = Number(value);
+      else {
+        const counts = perBucket.get(key) ?? new Map<number, number>();
+        counts.set(Number(part), Number(value));
+        perBucket.set(key, counts);
+      }
+    }
+    for (const [key, histogram] of byKey) {
+      const counts = perBucket.get(key) ?? new Map<number, number>();
+      let running = 0;
+      histogram.buckets = [...DURATION_BUCKETS, Infinity].map((le) => ({ le, count: (running += counts.get(le) ?? 0) }));
+    }
+    return [...byKey.values()];
   }
 
   async finished(): Promise<FinishedCount[]> {

@@ -20,7 +20,7 @@ export class MetricsService {
     @Inject(CONFIG) private readonly config: ShepherdConfig,
     queues: JobQueues,
     sheep: SheepRegistry,
-    metrics: MetricsStore,
+    private readonly metrics: MetricsStore,
   ) {
     const sheepIds = Object.keys(config.sheep);
     new Gauge({
@@ -67,6 +67,19 @@ export class MetricsService {
         for (const [id, count] of Object.entries(await metrics.modelLoads())) this.set({ sheep: id }, count);
       },
     });
+  }
+
+  /** Everything in the Prometheus text format: the registry, then the workers' stage histograms. */
+  async render(): Promise<string> {
+    const [registered, stages] = await Promise.all([this.registry.metrics(), this.metrics.stages()]);
+    const name = 'shepherd_job_stage_seconds';
+    const lines = [`# HELP ${name} Time a job spends in each stage on a sheep: queue_wait, input_staging, runner, output_upload`, `# TYPE ${name} histogram`];
+    for (const h of stages) {
+      const labels = `stage="${h.stage}",sheep="${h.sheep}"`;
+      for (const b of h.buckets) lines.push(`${name}_bucket{${labels},le="${b.le === Infinity ? '+Inf' : b.le}"} ${b.count}`);
+      lines.push(`${name}_sum{${labels}} ${h.sum}`, `${name}_count{${labels}} ${h.count}`);
+    }
+    return `${registered}\n${lines.join('\n')}\n`;
   }
 
   jobSubmitted(model: Model): void {
