@@ -57,7 +57,6 @@ export class SheepWorker {
   private loop?: Promise<void>;
   private heldModel: JobStatus['model'] | null = null;
   private capacityWaiter?: () => void;
-  counts = { done: 0, failed: 0 };
 
   constructor(private readonly deps: SheepWorkerDeps) {
     const { config, redis, subscriber, storage, sheepId, log } = deps;
@@ -236,7 +235,6 @@ export class SheepWorker {
         finished_at: new Date().toISOString(),
       });
       await held.job.moveToCompleted({ done: true }, held.token, false);
-      this.counts.done += 1;
       this.metrics.jobFinished(this.deps.sheepId, model, 'done');
       log.info('job done');
     } catch (error) {
@@ -262,7 +260,6 @@ export class SheepWorker {
         error_details: details,
       });
       await held.job.moveToFailed(new Error(details.message), held.token, false);
-      this.counts.failed += 1;
       this.metrics.jobFinished(this.deps.sheepId, model, 'failed');
     } catch (error) {
       log.error({ err: error }, 'could not record the failure; the job goes back to the queue');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { startRedisServer, tempDir, uniqueId, waitFor } from '@shepherd/testing';
 import { echo, echoSheep, startStack, useFreePorts } from './harness';
 
-const port = useFreePorts(3);
+const port = useFreePorts(4);
 
 describe('restarting a part of Shepherd loses no accepted job', () => {
   it('Redis with an append-only file, killed while jobs wait: they all run after it returns', async () => {
@@ -42,7 +42,7 @@ describe('restarting a part of Shepherd loses no accepted job', () => {
 
 describe('workers on two machines', () => {
   it('share one gateway, Redis and storage, each with its own data root', async () => {
-    const stack = await startStack({ sheep: { here: echoSheep(port(2)), there: echoSheep(port(2) + 1) } }, { startWorkers: false });
+    const stack = await startStack({ sheep: { here: echoSheep(port(2)), there: echoSheep(port(3)) } }, { startWorkers: false });
     const elsewhere = tempDir('second-machine');
     try {
       stack.startWorker('here');
@@ -50,7 +50,7 @@ describe('workers on two machines', () => {
       await waitFor(async () => (await stack.sheepState('here')) && (await stack.sheepState('there')), 20_000, 'both workers');
       const ids = Array.from({ length: 6 }, (_, i) => ({ jobId: uniqueId('two'), sheep: i % 2 ? 'there' : 'here' }));
       for (const { jobId, sheep } of ids) await stack.submit({ job_id: jobId, model: echo(), payload: '{"sleep_ms": 50}', sheep_id: sheep });
-      for (const { jobId } of ids) expect((await stack.waitReady(jobId)).status).toBe('done');
+      for (const { jobId } of ids) expect(await stack.waitReady(jobId)).toMatchObject({ status: 'done' });
       // The second worker staged its jobs under its own data root (and cleaned up after).
       expect(existsSync(join(elsewhere, 'there'))).toBe(true);
       await waitFor(() => readdirSync(join(elsewhere, 'there')).length === 0, 5000, 'the job dirs to be removed');
