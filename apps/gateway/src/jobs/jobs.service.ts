@@ -1,4 +1,5 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
 import { checkJobId, isFinished, type JobStatus, type StartJobRequest } from '@shepherd/contracts';
@@ -13,7 +14,7 @@ import { MetricsService } from '../health/metrics.service';
 export class JobsService implements BeforeApplicationShutdown {
   private readonly logger = new Logger(JobsService.name);
   /** Aborted at shutdown: every waiter answers with the status it has then. */
-  private readonly closing = new AbortController();
+  private readonly closing = abortWithoutListenerLimit();
 
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
@@ -165,4 +166,11 @@ export class JobsService implements BeforeApplicationShutdown {
       throw error;
     }
   }
+}
+
+/** Every wait_ready listens on this one signal: a thousand waiters are expected, not a leak. */
+function abortWithoutListenerLimit(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }
