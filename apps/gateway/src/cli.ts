@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '@shepherd/config';
+import { ConfigError, loadConfig, runMain } from '@shepherd/config';
 import { createGateway } from './gateway';
 
 const USAGE = 'usage: shepherd -c CONFIG [-h HOST] [-p PORT]';
@@ -28,11 +28,4 @@ async function main(): Promise<void> {
   await app.listen(port, host);
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    console.error((error as Error).message);
-    process.exit(2);
-  }
-  console.error(error);
-  process.exit(1);
-});
+runMain(main);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { ConfigError, loadConfig } from '@shepherd/config';
+import { ConfigError, loadConfig, runMain } from '@shepherd/config';
 import { createRedis } from '@shepherd/queue';
 import { createStorage } from '@shepherd/storage';
 import { join, resolve } from 'node:path';
@@ -61,11 +61,4 @@ async function main(): Promise<void> {
   log.info({ type: sheep.type, port: sheep.port }, 'sheep ready');
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    console.error((error as Error).message);
-    process.exit(2);
-  }
-  console.error(error);
-  process.exit(1);
-});
+runMain(main);

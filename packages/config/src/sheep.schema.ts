@@ -15,6 +15,11 @@ const common = {
   env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
 };
 
+/** The shared fields, camelCase inside. */
+function commonOut(s: { port: number; devices: string[]; stdout_file?: string; stderr_file?: string; env: Record<string, string> }) {
+  return { port: s.port, devices: s.devices, stdoutFile: s.stdout_file, stderrFile: s.stderr_file, env: s.env };
+}
+
 const BareSheepSchema = z
   .strictObject({
     type: z.literal('bare'),
@@ -30,11 +35,7 @@ const BareSheepSchema = z
   })
   .transform((s) => ({
     type: s.type,
-    port: s.port,
-    devices: s.devices,
-    stdoutFile: s.stdout_file,
-    stderrFile: s.stderr_file,
-    env: s.env,
+    ...commonOut(s),
     workingDirectory: s.working_directory,
     command: s.command,
   }));
@@ -55,11 +56,7 @@ const DockerSheepSchema = z
   })
   .transform((s) => ({
     type: s.type,
-    port: s.port,
-    devices: s.devices,
-    stdoutFile: s.stdout_file,
-    stderrFile: s.stderr_file,
-    env: s.env,
+    ...commonOut(s),
     autoremoveContainers: s.autoremove_containers,
     pull: s.pull,
     memory: s.memory,

@@ -101,8 +101,12 @@ export class BareRunnerHost implements RunnerHost {
 }
 
 /** `/dev/nvidia0` → `0`; anything else is passed as it is (`GPU-<uuid>`, `1`). */
+export function gpuIds(devices: string[]): string[] {
+  return devices.map((device) => /^\/dev\/nvidia(\d+)$/.exec(device)?.[1] ?? device);
+}
+
 export function cudaDevices(devices: string[]): string {
-  return devices.map((device) => /^\/dev\/nvidia(\d+)$/.exec(device)?.[1] ?? device).join(',');
+  return gpuIds(devices).join(',');
 }
 
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {

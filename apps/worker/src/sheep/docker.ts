@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { DockerSheepConfig, ShepherdConfig } from '@shepherd/config';
 import { modelKey, type Model } from '@shepherd/contracts';
 import { RunnerStartError, type RunnerExit } from '../errors';
+import { gpuIds } from './bare';
 import { OutputTail } from './output-tail';
 import type { RunnerHost, StartedRunner } from './runner-host';
 
@@ -93,7 +94,7 @@ export class DockerRunnerHost implements RunnerHost {
   private async create(model: Model, image: string): Promise<Docker.Container> {
     const { config, sheepId, dataRoot } = this.options;
     const env = Object.entries(config.env).map(([key, value]) => `${key}=${value}`);
-    const ids = config.devices.map((device) => /^\/dev\/nvidia(\d+)$/.exec(device)?.[1] ?? device);
+    const ids = gpuIds(config.devices);
     if (ids.length > 0) env.push(`NVIDIA_VISIBLE_DEVICES=${ids.join(',')}`);
     try {
       return await this.docker.createContainer({
