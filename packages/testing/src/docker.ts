@@ -1,5 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { freePort } from './redis';
 import { tempDir } from './names';
@@ -9,7 +9,10 @@ import { waitFor } from './wait';
 // node binary, `docker import`-ed as a base, and pushed to a local registry.
 
 const REPO = resolve(__dirname, '../../..');
-export const NODE_BASE_IMAGE = 'local/node-runtime:20';
+export const NODE_BASE_IMAGE = 'local/node-base:20-2';
+const BUSYBOX = '/usr/bin/busybox';
+// npm's own directory, wherever this host installed it.
+const NPM_DIR = () => resolve(realpathSync(execFileSync('sh', ['-c', 'command -v npm']).toString().trim()), '../..');
 
 function docker(args: string[], input?: string): string {
   return execFileSync('docker', args, { input, stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 }).toString();
@@ -24,25 +27,58 @@ export function imageExists(tag: string): boolean {
   }
 }
 
-/** A minimal image holding the host's node and the libraries it links. */
+/**
+ * Copies each host file into `root` at the same path, with the shared
+ * libraries it links (as `ldd` lists them), so it runs in an image made of
+ * nothing else.
+ */
+export function copyWithLibraries(root: string, files: string[]): void {
+  for (const file of files) {
+    // ldd exits 1 for a static binary: it links nothing.
+    const libraries = spawnSync('ldd', [file])
+      .stdout.toString()
+      .split('\n')
+      .flatMap((line) => /(\/\S+)/.exec(line)?.slice(1, 2) ?? []);
+    for (const path of [file, ...libraries]) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      cpSync(path, join(root, path), { dereference: true });
+    }
+  }
+}
+
+/** The rest of glibc that slim images have and other binaries (pnpm's) link. */
+function glibcExtras(): string[] {
+  const names = ['librt.so.1', 'libpthread.so.0', 'libdl.so.2', 'libresolv.so.2', 'libutil.so.1', 'libnss_files.so.2', 'libnss_dns.so.2'];
+  const libc = /=> (\S+libc\.so\.6)/.exec(execFileSync('ldd', [process.execPath]).toString())?.[1];
+  if (!libc) return [];
+  return names.map((name) => join(dirname(libc), name)).filter((path) => existsSync(path));
+}
+
+/**
+ * A small Debian-like image made from this host: its node and npm, a
+ * static busybox as /bin/sh and the usual commands, and the libraries node
+ * links. Enough to build and run Shepherd's images without pulling one.
+ * The tag changes when the recipe does, so an older local image is never
+ * mistaken for it.
+ */
 export function ensureNodeBaseImage(): string {
   if (imageExists(NODE_BASE_IMAGE)) return NODE_BASE_IMAGE;
   const root = tempDir('node-rootfs');
-  const node = process.execPath;
-  const libraries = execFileSync('ldd', [node])
-    .toString()
-    .split('\n')
-    .flatMap((line) => /(\/\S+)/.exec(line)?.slice(1, 2) ?? []);
-  for (const file of [node, ...libraries]) {
-    const target = join(root, file === node ? '/usr/bin/node' : file);
-    mkdirSync(dirname(target), { recursive: true });
-    cpSync(file, target, { dereference: true });
+  for (const dir of ['tmp', 'etc', 'bin', 'usr/bin', 'usr/lib/node_modules', 'root']) mkdirSync(join(root, dir), { recursive: true });
+  copyWithLibraries(root, [process.execPath, BUSYBOX, ...glibcExtras()]);
+  if (process.execPath !== '/usr/bin/node') cpSync(process.execPath, join(root, 'usr/bin/node'));
+  for (const applet of execFileSync(BUSYBOX, ['--list']).toString().split('\n').filter(Boolean)) {
+    if (!existsSync(join(root, 'bin', applet))) symlinkSync(BUSYBOX, join(root, 'bin', applet));
   }
-  mkdirSync(join(root, 'tmp'), { recursive: true });
-  mkdirSync(join(root, 'etc'), { recursive: true });
+  cpSync(NPM_DIR(), join(root, 'usr/lib/node_modules/npm'), { recursive: true, dereference: true });
+  symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(root, 'usr/bin/npm'));
+  symlinkSync(BUSYBOX, join(root, 'usr/bin/env')); // for `#!/usr/bin/env node` scripts
+  chmodSync(join(root, 'tmp'), 0o1777);
   writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
-  const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 512 * 1024 * 1024 });
-  execFileSync('docker', ['import', '--change', 'ENV PATH=/usr/bin:/bin', '-', NODE_BASE_IMAGE], { input: tar });
+  writeFileSync(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
+  const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 1024 * 1024 * 1024 });
+  execFileSync('docker', ['import', '--change', 'ENV PATH=/usr/local/bin:/usr/bin:/bin', '-', NODE_BASE_IMAGE], { input: tar });
+  rmSync(root, { recursive: true, force: true });
   return NODE_BASE_IMAGE;
 }
 
