@@ -2,8 +2,8 @@
 # Installs and starts what Shepherd and its tests need on this machine, and
 # nothing that is already there: pnpm at the pinned version, the
 # dependencies from the frozen lockfile, Debian's python3-zmq (Python
-# runners), a Docker engine with a local registry (docker sheep tests), a
-# Redis on 127.0.0.1:6379.
+# runners), a Docker engine with a local registry and Compose (docker sheep
+# tests, the stack), a Redis on 127.0.0.1:6379.
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +39,13 @@ command -v setpriv >/dev/null || apt_install util-linux
 command -v dockerd >/dev/null || { log "installing docker.io"; apt_install docker.io; }
 command -v docker-registry >/dev/null || { log "installing docker-registry"; apt_install docker-registry; }
 command -v htpasswd >/dev/null || apt_install apache2-utils
+# The stack: docker-compose (Compose v1, Debian's) where the CLI has no
+# `docker compose`; a static busybox for the shell of the node base image
+# made here (packages/testing/src/docker.ts).
+if ! docker compose version >/dev/null 2>&1; then
+  command -v docker-compose >/dev/null || { log "installing docker-compose"; apt_install docker-compose; }
+fi
+[ -x /usr/bin/busybox ] || apt_install busybox-static
 if ! docker version >/dev/null 2>&1; then
   log "starting dockerd"
   mkdir -p /var/log

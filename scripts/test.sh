@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# The test command of the README and of CI: sets the machine up, then runs
-# every package's tests (real Redis, a real S3-protocol server, real HTTP).
+# The test command of the README and of CI: sets the machine up, runs every
+# package's tests (real Redis, a real S3-protocol server, a real Docker
+# engine, real HTTP), checks the compose files, then runs the compose stack
+# end to end on the engine (scripts/stack-e2e.mjs, ~2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 pnpm test
+
+compose=(docker-compose)
+docker compose version >/dev/null 2>&1 && compose=(docker compose)
+"${compose[@]}" -f docker-compose.yml config -q
+COMPOSE_PROFILES=gpu "${compose[@]}" -f docker-compose.yml -f docker/compose.local.yml config -q
+echo "compose files: valid"
+node scripts/stack-e2e.mjs

@@ -3,3 +3,4 @@ export * from './names';
 export * from './redis';
 export * from './wait';
 export * from './docker';
+export * from './stand-ins';
