@@ -15,7 +15,10 @@ describe('the gateway on SIGTERM', () => {
     const dir = tempDir('gateway-stop');
     const root = join(dir, 'storage');
     const config = join(dir, 'shepherd.yml');
-    writeFileSync(config, `storage: {root: ${root}}\nredis: {url: ${REDIS_URL}, prefix: ${prefix}}\nsheep: {}\n`);
+    writeFileSync(
+      config,
+      `storage: {root: ${root}}\nredis: {url: ${REDIS_URL}, prefix: ${prefix}}\ngateway: {shutdown_grace: 3s}\nsheep: {}\n`,
+    );
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const child = spawn(process.execPath, [join(__dirname, '../dist/cli.js'), '-c', config, '-p', String(port)], { stdio: 'ignore' });
@@ -24,7 +27,8 @@ describe('the gateway on SIGTERM', () => {
       await waitFor(() => fetch(`${url}/health`).then((r) => r.ok, () => false), 20_000, 'the gateway');
 
       // In flight when the signal comes: a long poll on a queued job (no
-      // worker runs it) and an upload whose body is half sent.
+      // worker runs it), an upload whose body is half sent and will be
+      // finished, and one whose client stalls for good.
       const started = await fetch(`${url}/start-job`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -32,18 +36,13 @@ describe('the gateway on SIGTERM', () => {
       });
       expect(started.status).toBe(200);
       const waiting = fetch(`${url}/jobs/queued-job/wait_ready`);
-      const upload = request(`${url}/jobs/upload-job/inputs/input`, { method: 'PUT' });
-      const uploaded = new Promise<{ status: number; body: string }>((resolve, reject) => {
-        upload.on('response', (res) => {
-          let body = '';
-          res.on('data', (chunk) => (body += chunk));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        });
-        upload.on('error', reject);
-      });
-      upload.write('{"first": "half", ');
+      const upload = startUpload(`${url}/jobs/upload-job/inputs/input`);
+      const stalled = startUpload(`${url}/jobs/stalled-job/inputs/input`);
+      upload.request.write('{"first": "half", ');
+      stalled.request.write('{"never": ');
       const tmp = join(root, '.tmp');
-      await waitFor(() => existsSync(tmp) && readdirSync(tmp).some((name) => name.endsWith('.part')), 10_000, 'the upload to reach storage');
+      const parts = () => (existsSync(tmp) ? readdirSync(tmp).filter((name) => name.endsWith('.part')).length : 0);
+      await waitFor(() => parts() === 2, 10_000, 'both uploads to reach storage');
 
       child.kill('SIGTERM');
 
@@ -54,14 +53,31 @@ describe('the gateway on SIGTERM', () => {
       // ...no new connection is taken...
       await waitFor(() => fetch(`${url}/health`).then(() => false, () => true), 10_000, 'the listener to close');
       // ...and the upload in flight still completes and is stored whole.
-      upload.end('"second": "half"}');
-      const answer = await uploaded;
-      expect(answer.status).toBe(201);
+      upload.request.end('"second": "half"}');
+      const answer = await upload.answer;
+      expect(answer).toEqual({ status: 201 });
       expect(JSON.parse(readFileSync(join(root, 'upload-job/inputs/input'), 'utf8'))).toEqual({ first: 'half', second: 'half' });
 
+      // The stalled client holds the process only for gateway.shutdown_grace:
+      // its connection is cut and nothing of its file becomes visible.
       expect(await exited).toBe('SIGTERM');
+      await expect(stalled.answer).rejects.toThrow(/socket hang up|ECONNRESET/);
+      expect(existsSync(join(root, 'stalled-job/inputs/input'))).toBe(false);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
   });
 });
+
+function startUpload(url: string) {
+  const upload = request(url, { method: 'PUT' });
+  const answer = new Promise<{ status: number }>((resolve, reject) => {
+    upload.on('response', (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0 }));
+    });
+    upload.on('error', reject);
+  });
+  answer.catch(() => undefined); // awaited later; not an unhandled rejection meanwhile
+  return { request: upload, answer };
+}

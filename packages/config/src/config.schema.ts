@@ -74,6 +74,8 @@ export const ConfigSchema = z
         /** Basic auth for Bull Board at /admin/queues; open when unset. */
         admin_username: z.string().optional(),
         admin_password: z.string().optional(),
+        /** On shutdown, how long requests in flight may take before their connections are cut. */
+        shutdown_grace: durationField().default(5000),
       })
       .prefault({}),
     worker: z
@@ -120,6 +122,7 @@ export const ConfigSchema = z
       payloadLimit: c.gateway.payload_limit,
       uploadLimit: c.gateway.upload_limit,
       admin: c.gateway.admin_username ? { username: c.gateway.admin_username, password: c.gateway.admin_password ?? '' } : undefined,
+      shutdownGraceMs: c.gateway.shutdown_grace,
     },
     worker: {
       maxAttempts: c.worker.max_attempts,

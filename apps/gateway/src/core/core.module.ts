@@ -1,4 +1,15 @@
-import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Global,
+  Inject,
+  Logger,
+  Module,
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
 import { createRedis, whenReady, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore } from '@shepherd/queue';
@@ -8,7 +19,9 @@ import { CONFIG, REDIS, STORAGE, SUBSCRIBER } from './tokens';
 /** The connections and stores every part of the gateway shares. */
 @Global()
 @Module({})
-export class CoreModule implements OnModuleInit, OnApplicationShutdown {
+export class CoreModule implements OnModuleInit, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('Shutdown');
+
   static forRoot(config: ShepherdConfig): DynamicModule {
     const keys = new RedisKeys(config.redis.prefix);
     return {
@@ -30,6 +43,8 @@ export class CoreModule implements OnModuleInit, OnApplicationShutdown {
   }
 
   constructor(
+    @Inject(CONFIG) private readonly config: ShepherdConfig,
+    private readonly adapterHost: HttpAdapterHost,
     @Inject(STORAGE) private readonly storage: JobStorage,
     @Inject(REDIS) private readonly redis: Redis,
     @Inject(SUBSCRIBER) private readonly subscriber: Redis,
@@ -44,6 +59,23 @@ export class CoreModule implements OnModuleInit, OnApplicationShutdown {
     await whenReady(this.redis, 5000);
   }
 
+  /**
+   * Nest closes the listener next and waits for the requests in flight;
+   * a client that never finishes its upload or never reads its answer must
+   * not hold the process past the grace period.
+   */
+  beforeApplicationShutdown(): void {
+    const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
+    if (!server) return;
+    setTimeout(() => {
+      server.getConnections((_error, count) => {
+        if (count > 0) this.logger.warn(`cutting ${count} connection(s) still open ${this.config.gateway.shutdownGraceMs} ms after shutdown began`);
+        server.closeAllConnections();
+      });
+    }, this.config.gateway.shutdownGraceMs).unref();
+  }
+
+  /** After the HTTP server closed: nothing in flight needs these any more. */
   async onApplicationShutdown(): Promise<void> {
     await this.queues.close().catch(() => undefined);
     await this.storage.close().catch(() => undefined);
