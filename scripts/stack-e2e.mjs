@@ -4,8 +4,9 @@
 // docker/compose.local.yml): a job goes in over HTTP to the gateway
 // container and comes back from the worker container, whose docker sheep
 // runs the example echo runner pulled from the stack's registry. Then the
-// Bull Board page and its assets, then a restart of the worker, of Redis
-// (append-only file) and of the gateway while jobs wait: none is lost.
+// Bull Board page and its assets, then a restart of the worker, a SIGKILL of
+// Redis (append-only file) and a restart of the gateway while jobs wait:
+// none is lost.
 // Runs on free ports under its own project name, and cleans up after itself.
 //   node scripts/stack-e2e.mjs [--keep]   (--keep leaves the stack up)
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -44,7 +45,10 @@ const env = {
   SHEPHERD_DATA_ROOT: tempDir('stack-data'),
   MINIO_ROOT_USER: 'e2e-user',
   MINIO_ROOT_PASSWORD: 'e2e-password-1',
+  SHEPHERD_ADMIN_USERNAME: 'admin',
+  SHEPHERD_ADMIN_PASSWORD: 'e2e-board',
 };
+const boardAuth = { authorization: `Basic ${Buffer.from('admin:e2e-board').toString('base64')}` };
 const composeBin = spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status === 0 ? ['docker', 'compose'] : ['docker-compose'];
 function compose(...args) {
   const [bin, ...pre] = composeBin;
@@ -103,28 +107,50 @@ try {
   check(runners !== '', 'a runner container labelled shepherd.sheep=cpu_1 runs');
   log('job e2e-first: gateway container → worker container → runner container → done, result echoed');
 
-  const board = await http('/admin/queues');
+  const anonymous = await http('/admin/queues');
+  check(anonymous.status === 401, `Bull Board without credentials answered ${anonymous.status}`);
+  const board = await http('/admin/queues', { headers: boardAuth });
   check(board.status === 200 && board.text.includes('<html'), `Bull Board page answered ${board.status}`);
   const assets = [...board.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((url) => !url.startsWith('http'));
   check(assets.length > 0, 'Bull Board page names its assets');
   for (const asset of assets) {
     const url = asset.startsWith('/') ? asset : `/admin/queues/${asset.replace(/^\.\//, '')}`;
-    const answer = await fetch(`${gateway}${url}`, { signal: AbortSignal.timeout(30_000) });
-    check(answer.status === 200, `Bull Board asset ${url} answered ${answer.status}`);
+    const answer = await fetch(`${gateway}${url}`, { headers: boardAuth, signal: AbortSignal.timeout(30_000) });
+    check(answer.status === 200 && (await answer.arrayBuffer()).byteLength > 0, `Bull Board asset ${url} answered ${answer.status}`);
   }
-  const queues = await http('/admin/queues/api/queues');
+  const queues = await http('/admin/queues/api/queues', { headers: boardAuth });
   check(queues.status === 200 && queues.text.includes('model.echo@v1'), `Bull Board lists the model queue: ${queues.status}`);
-  log(`Bull Board page and ${assets.length} assets answer 200; its API lists model.echo@v1`);
+  log(`Bull Board: 401 without credentials; page and ${assets.length} assets 200 with them; its API lists model.echo@v1`);
 
   for (const service of ['worker-cpu-1', 'redis', 'gateway']) {
     const ids = [1, 2, 3].map((n) => `e2e-${service}-${n}`);
     for (const id of ids) await startJob(id, { service, sleep_ms: 1000 });
-    compose('restart', service);
-    log(`restarted ${service} with ${ids.length} jobs accepted`);
+    const restartStarted = Date.now();
+    if (service === 'redis') {
+      // A crash, not a clean stop: what was acknowledged must be in the
+      // append-only file already.
+      compose('kill', '-s', 'SIGKILL', service);
+      compose('start', service);
+    } else {
+      compose('restart', service);
+    }
+    const how = service === 'redis' ? 'killed (SIGKILL) and started' : 'restarted';
+    log(`${how} ${service} (${Date.now() - restartStarted} ms) with ${ids.length} jobs accepted`);
     await ready(120_000);
     for (const id of ids) await waitDone(id, 120_000);
     log(`all ${ids.length} jobs done after the ${service} restart`);
   }
+
+  // No GPU here: the GPU profile's worker must reach the engine with its
+  // device reservation and get the engine's own refusal.
+  const [bin, ...pre] = composeBin;
+  const gpu = spawnSync(bin, [...pre, '-f', 'docker-compose.yml', '-f', 'docker/compose.local.yml', 'up', '-d', '--no-deps', 'worker-gpu-0'], {
+    cwd: repo,
+    env: { ...env, COMPOSE_PROFILES: 'gpu' },
+    encoding: 'utf8',
+  });
+  check(gpu.status !== 0 && /could not select device driver "nvidia" with capabilities: \[\[gpu\]\]/.test(gpu.stderr), `GPU worker start: ${gpu.stderr}`);
+  log('GPU profile: worker-gpu-0 asks the engine for an nvidia GPU, refused here (no GPU)');
   log('stack end to end: passed');
 } catch (error) {
   failed = true;
@@ -136,6 +162,7 @@ try {
   }
 } finally {
   if (!keep) {
+    env.COMPOSE_PROFILES = 'gpu'; // so the GPU worker's container goes too
     compose('down', '-v', '--remove-orphans');
     const left = execFileSync('docker', ['ps', '-aq', '--filter', 'label=shepherd.sheep=cpu_1']).toString().trim();
     if (left) execFileSync('docker', ['rm', '-f', ...left.split('\n')]);
