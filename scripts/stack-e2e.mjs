@@ -49,14 +49,14 @@ const env = {
   SHEPHERD_ADMIN_PASSWORD: 'e2e-board',
 };
 const boardAuth = { authorization: `Basic ${Buffer.from('admin:e2e-board').toString('base64')}` };
-const composeBin = spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status === 0 ? ['docker', 'compose'] : ['docker-compose'];
-function compose(...args) {
-  const [bin, ...pre] = composeBin;
-  return execFileSync(bin, [...pre, '-f', 'docker-compose.yml', '-f', 'docker/compose.local.yml', ...args], {
-    cwd: repo,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  }).toString();
+/** A compose command on the stack's files, through scripts/stack.sh. */
+function compose(args, extraEnv = {}) {
+  return spawnSync('bash', ['scripts/stack.sh', 'compose', '--local', ...args], { cwd: repo, env: { ...env, ...extraEnv }, encoding: 'utf8' });
+}
+function composeOk(...args) {
+  const run = compose(args);
+  if (run.status !== 0) throw new Error(`compose ${args.join(' ')} exited ${run.status}: ${run.stderr}`);
+  return run.stdout;
 }
 
 const gateway = `http://127.0.0.1:${ports.gateway}`;
@@ -129,10 +129,10 @@ try {
     if (service === 'redis') {
       // A crash, not a clean stop: what was acknowledged must be in the
       // append-only file already.
-      compose('kill', '-s', 'SIGKILL', service);
-      compose('start', service);
+      composeOk('kill', '-s', 'SIGKILL', service);
+      composeOk('start', service);
     } else {
-      compose('restart', service);
+      composeOk('restart', service);
     }
     const how = service === 'redis' ? 'killed (SIGKILL) and started' : 'restarted';
     log(`${how} ${service} (${Date.now() - restartStarted} ms) with ${ids.length} jobs accepted`);
@@ -143,12 +143,7 @@ try {
 
   // No GPU here: the GPU profile's worker must reach the engine with its
   // device reservation and get the engine's own refusal.
-  const [bin, ...pre] = composeBin;
-  const gpu = spawnSync(bin, [...pre, '-f', 'docker-compose.yml', '-f', 'docker/compose.local.yml', 'up', '-d', '--no-deps', 'worker-gpu-0'], {
-    cwd: repo,
-    env: { ...env, COMPOSE_PROFILES: 'gpu' },
-    encoding: 'utf8',
-  });
+  const gpu = compose(['up', '-d', '--no-deps', 'worker-gpu-0'], { COMPOSE_PROFILES: 'gpu' });
   check(gpu.status !== 0 && /could not select device driver "nvidia" with capabilities: \[\[gpu\]\]/.test(gpu.stderr), `GPU worker start: ${gpu.stderr}`);
   log('GPU profile: worker-gpu-0 asks the engine for an nvidia GPU, refused here (no GPU)');
   log('stack end to end: passed');
@@ -156,14 +151,15 @@ try {
   failed = true;
   console.error(`[stack-e2e] FAILED: ${error instanceof Error ? error.message : error}`);
   try {
-    console.error(compose('logs', '--no-color', '--tail', '60'));
+    console.error(composeOk('logs', '--no-color', '--tail', '60'));
   } catch {
     // compose itself broke: its own error is above
   }
 } finally {
   if (!keep) {
-    env.COMPOSE_PROFILES = 'gpu'; // so the GPU worker's container goes too
-    compose('down', '-v', '--remove-orphans');
+    // With the gpu profile, so the GPU worker's container goes too.
+    const down = compose(['down', '-v', '--remove-orphans'], { COMPOSE_PROFILES: 'gpu' });
+    if (down.status !== 0) console.error(`[stack-e2e] compose down failed: ${down.stderr}`);
     const left = execFileSync('docker', ['ps', '-aq', '--filter', 'label=shepherd.sheep=cpu_1']).toString().trim();
     if (left) execFileSync('docker', ['rm', '-f', ...left.split('\n')]);
     log('stack removed');

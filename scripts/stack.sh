@@ -4,6 +4,7 @@
 #   scripts/stack.sh up [--local] [--no-follow]   build, start, push the example model, follow the logs
 #   scripts/stack.sh build [--local]              only build the images
 #   scripts/stack.sh down [ARGS...]               `compose down ARGS` (-v also drops the data)
+#   scripts/stack.sh compose [--local] ARGS...    any compose command on the stack's files
 # `up` is `docker compose up --build -d`, then the example echo runner is
 # pushed to the stack's registry as echo:v1 so a first job can run, then the
 # logs are followed: Ctrl-C stops following, the stack keeps running.
@@ -39,8 +40,9 @@ compose() {
 
 case "$command" in
   up | build) ;;
-  down) compose down "${rest[@]}"; exit 0 ;;
-  *) echo "usage: scripts/stack.sh up|build|down [--local] [--no-follow]" >&2; exit 2 ;;
+  down) compose down "${rest[@]}"; exit ;;
+  compose) compose "${rest[@]}"; exit ;;
+  *) echo "usage: scripts/stack.sh up|build|down|compose [--local] [--no-follow] [ARGS...]" >&2; exit 2 ;;
 esac
 
 bash scripts/setup.sh

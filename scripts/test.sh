@@ -8,9 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 pnpm test
 
-compose=(docker-compose)
-docker compose version >/dev/null 2>&1 && compose=(docker compose)
-"${compose[@]}" -f docker-compose.yml config -q
-COMPOSE_PROFILES=gpu "${compose[@]}" -f docker-compose.yml -f docker/compose.local.yml config -q
+bash scripts/stack.sh compose config -q
+COMPOSE_PROFILES=gpu bash scripts/stack.sh compose --local config -q
 echo "compose files: valid"
 node scripts/stack-e2e.mjs

@@ -8,7 +8,8 @@ import { waitFor } from './wait';
 // No image can be pulled here: test images are built from the host's own
 // node binary, `docker import`-ed as a base, and pushed to a local registry.
 
-const REPO = resolve(__dirname, '../../..');
+/** The repository's root. */
+export const REPO = resolve(__dirname, '../../..');
 export const NODE_BASE_IMAGE = 'local/node-base:20-2';
 const BUSYBOX = '/usr/bin/busybox';
 // npm's own directory, wherever this host installed it.

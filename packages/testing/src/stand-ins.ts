@@ -1,14 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { copyWithLibraries, ensureNodeBaseImage, imageExists } from './docker';
+import { join } from 'node:path';
+import { REPO, copyWithLibraries, ensureNodeBaseImage, imageExists } from './docker';
 import { tempDir } from './names';
 
 // Images that stand in for the compose stack's Redis, MinIO and registry
 // where those images can't be pulled: each is a Debian binary of this host
 // (or s3rver) on the locally made node base.
-
-const REPO = resolve(__dirname, '../../..');
 
 export interface StandInImages {
   redis: string;
