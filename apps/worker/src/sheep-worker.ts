@@ -174,7 +174,9 @@ export class SheepWorker {
           }
           if (held.handBack) throw new HandBack();
           const submitted = performance.now();
+          const wasIdle = this.runner.currentJob === null;
           const answer = this.runner.submit(live, jobId, this.staging.root);
+          if (wasIdle) void this.beat(); // /status shows the job in hand now, not at the next heartbeat
           void answer.then(() => this.metrics.observe('runner', sheepId, (performance.now() - submitted) / 1000), () => undefined);
           if (first) {
             // Written while the runner already works: off the job's critical path.
@@ -193,7 +195,10 @@ export class SheepWorker {
       }
       first = false;
       try {
-        return await this.finish(held, await answer, log);
+        const result = await answer;
+        // Sent before the done status on the same connection, so /status never shows an answered job still in hand.
+        if (this.runner.currentJob === null) void this.beat();
+        return await this.finish(held, result, log);
       } catch (error) {
         if (!(error instanceof RunnerDiedError)) return this.fail(held, { message: (error as Error).message }, log);
         if (error.culprit) held.attempts += 1;

@@ -84,3 +84,23 @@ describe.each(storages)('a job through a bare sheep on %s', (_name, storage) => 
     expect(after.bare1).toEqual({ running: false, model: null, request: null });
   });
 });
+
+describe('/status follows the job in hand without waiting for a heartbeat', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    const worker = { heartbeat: '60s', lock_duration: '2s', poll_interval: '200ms', stop_timeout: '2s', shutdown_grace: '10s', start_timeout: '20s' };
+    stack = await startStack({ worker, sheep: { slow1: echoSheep(port(0)) } });
+  });
+  afterAll(async () => {
+    await stack.close();
+  });
+
+  it('shows the request while the runner works on it and null once it is done', async () => {
+    const sheepState = async () => (await (await fetch(`${stack.url}/status`)).json()).sheep.slow1;
+    const jobId = uniqueId('job');
+    expect((await stack.submit({ job_id: jobId, model: echo(), payload: '{"sleep_ms": 1500}' })).status).toBe(200);
+    await waitFor(async () => (await sheepState()).request === jobId, 1_400, 'the job in /status');
+    expect(await stack.waitReady(jobId)).toMatchObject({ status: 'done' });
+    expect(await sheepState()).toEqual({ running: true, model: echo(), request: null });
+  });
+});
