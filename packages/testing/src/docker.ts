@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { freePort } from './redis';
 import { tempDir } from './names';
@@ -84,6 +84,23 @@ export function ensureNodeBaseImage(): string {
 }
 
 /**
+ * `pnpm deploy --prod` of a workspace package into `dest`. pnpm records the
+ * deploy's options (dev: false) as the workspace's install state, and the
+ * next `pnpm <script>` then "repairs" the workspace by pruning every dev
+ * dependency (turbo, jest, tsc gone); the state files are put back after.
+ */
+export function deployPackage(name: string, dest: string): void {
+  const modules = join(REPO, 'node_modules');
+  const stateFiles = readdirSync(modules).filter((file) => file === '.modules.yaml' || file.startsWith('.pnpm-workspace-state'));
+  const saved = stateFiles.map((file) => [join(modules, file), readFileSync(join(modules, file))] as const);
+  try {
+    execFileSync('pnpm', ['--filter', name, 'deploy', '--prod', '--legacy', dest], { cwd: REPO, stdio: 'ignore' });
+  } finally {
+    for (const [path, content] of saved) writeFileSync(path, content);
+  }
+}
+
+/**
  * The TypeScript echo runner as an image (`pnpm deploy` of the example with
  * its runtime dependencies), answering as `model`. `crash` makes an image
  * whose runner dies on start.
@@ -91,10 +108,7 @@ export function ensureNodeBaseImage(): string {
 export function buildEchoRunnerImage(tag: string, model: { name: string; version: string }, options: { crash?: boolean } = {}): void {
   ensureNodeBaseImage();
   const context = tempDir('echo-image');
-  execFileSync('pnpm', ['--filter', '@shepherd/example-echo-runner', 'deploy', '--prod', '--legacy', join(context, 'app')], {
-    cwd: REPO,
-    stdio: 'ignore',
-  });
+  deployPackage('@shepherd/example-echo-runner', join(context, 'app'));
   writeFileSync(join(context, 'config.yaml'), `runner: /app/dist/echo-runner.js\nmodel: {name: ${model.name}, version: ${model.version}}\n`);
   const command = options.crash
     ? '["node", "-e", "console.error(\'model weights missing\'); process.exit(3)"]'

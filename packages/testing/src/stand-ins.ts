@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO, copyWithLibraries, ensureNodeBaseImage, imageExists } from './docker';
+import { copyWithLibraries, deployPackage, ensureNodeBaseImage, imageExists } from './docker';
 import { tempDir } from './names';
 
 // Images that stand in for the compose stack's Redis, MinIO and registry
@@ -57,7 +57,7 @@ function binaryImage(
 function s3Image(tag: string, base: string): string {
   if (imageExists(tag)) return tag;
   const context = tempDir('s3-stand-in');
-  execFileSync('pnpm', ['--filter', '@shepherd/testing', 'deploy', '--prod', '--legacy', join(context, 'app')], { cwd: REPO, stdio: 'ignore' });
+  deployPackage('@shepherd/testing', join(context, 'app'));
   writeFileSync(
     join(context, 'Dockerfile'),
     `FROM ${base}\nCOPY app /app\nWORKDIR /data\nENTRYPOINT ["node", "/app/dist/s3-server-cli.js"]\n`,
