@@ -26,7 +26,8 @@ export class Runner {
 
   constructor(
     private readonly host: RunnerHost,
-    private readonly options: { startTimeoutMs: number; log: Logger },
+    /** `onChange` runs when `model` or `currentJob` changes, synchronously, so what it sends goes out before the caller's next step. */
+    private readonly options: { startTimeoutMs: number; log: Logger; onChange?: () => void },
   ) {}
 
   get model(): Model | null {
@@ -64,6 +65,7 @@ export class Runner {
   async submit(live: Live, jobId: string, ioDataRoot: string): Promise<RunnerResult> {
     if (live.died) throw new RunnerDiedError(live.died, false);
     live.outstanding.push(jobId);
+    if (live.outstanding.length === 1) this.options.onChange?.();
     try {
       return await live.client.submit(jobId, ioDataRoot);
     } catch (error) {
@@ -71,7 +73,10 @@ export class Runner {
       throw error;
     } finally {
       live.outstanding.splice(live.outstanding.indexOf(jobId), 1);
-      if (live.outstanding.length === 0) this.wakeDrainWaiters();
+      if (live.outstanding.length === 0) {
+        this.options.onChange?.();
+        this.wakeDrainWaiters();
+      }
     }
   }
 
@@ -119,6 +124,7 @@ export class Runner {
     }
     log.info({ model, ms: Date.now() - started }, 'runner listening');
     this.live = live;
+    this.options.onChange?.();
     return live;
   }
 }

@@ -66,7 +66,8 @@ export class SheepWorker {
     this.metrics = new MetricsStore(redis, this.keys);
     this.signal = new WorkSignal(subscriber, this.keys);
     this.staging = new Staging(storage, join(resolve(config.dataRoot), sheepId));
-    this.runner = new Runner(deps.host, { startTimeoutMs: config.worker.startTimeoutMs, log });
+    // Others see a new model or job in hand at once, not at the next heartbeat.
+    this.runner = new Runner(deps.host, { startTimeoutMs: config.worker.startTimeoutMs, log, onChange: () => void this.beat() });
     this.source = new JobSource({
       sheepId,
       connection: redis,
@@ -168,15 +169,10 @@ export class SheepWorker {
           if (stageError) throw stageError;
           const loads = this.runner.modelLoads;
           const live: LiveRunner = await this.runner.ensure(model);
-          if (this.runner.modelLoads !== loads) {
-            void this.beat(); // others see the new model at once
-            this.metrics.modelLoaded(this.deps.sheepId);
-          }
+          if (this.runner.modelLoads !== loads) this.metrics.modelLoaded(this.deps.sheepId);
           if (held.handBack) throw new HandBack();
           const submitted = performance.now();
-          const wasIdle = this.runner.currentJob === null;
           const answer = this.runner.submit(live, jobId, this.staging.root);
-          if (wasIdle) void this.beat(); // /status shows the job in hand now, not at the next heartbeat
           void answer.then(() => this.metrics.observe('runner', sheepId, (performance.now() - submitted) / 1000), () => undefined);
           if (first) {
             // Written while the runner already works: off the job's critical path.
@@ -195,10 +191,7 @@ export class SheepWorker {
       }
       first = false;
       try {
-        const result = await answer;
-        // Sent before the done status on the same connection, so /status never shows an answered job still in hand.
-        if (this.runner.currentJob === null) void this.beat();
-        return await this.finish(held, result, log);
+        return await this.finish(held, await answer, log);
       } catch (error) {
         if (!(error instanceof RunnerDiedError)) return this.fail(held, { message: (error as Error).message }, log);
         if (error.culprit) held.attempts += 1;
