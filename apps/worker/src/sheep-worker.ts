@@ -219,19 +219,13 @@ export class SheepWorker {
     if (result.kind === 'error') {
       return this.fail(held, { message: result.message, exception_type: result.exceptionType, exception_traceback: result.exceptionTraceback }, log);
     }
-    const { jobId, model, enqueuedAt } = held.data;
+    const { jobId, model } = held.data;
     try {
       const uploadStarted = performance.now();
       await this.staging.uploadOutputs(jobId);
       this.metrics.observe('output_upload', this.deps.sheepId, (performance.now() - uploadStarted) / 1000);
       await held.processingWritten;
-      await this.statuses.write(jobId, {
-        status: 'done',
-        model,
-        enqueued_at: enqueuedAt,
-        processing_started_at: held.startedAt ?? null,
-        finished_at: new Date().toISOString(),
-      });
+      await this.statuses.write(jobId, this.ended(held, 'done'));
       await held.job.moveToCompleted({ done: true }, held.token, false);
       this.metrics.jobFinished(this.deps.sheepId, model, 'done');
       log.info('job done');
@@ -245,18 +239,11 @@ export class SheepWorker {
   }
 
   private async fail(held: InHand, details: NonNullable<JobStatus['error_details']>, log: import('pino').Logger): Promise<void> {
-    const { jobId, model, enqueuedAt } = held.data;
+    const { jobId, model } = held.data;
     log.warn({ error: details.message }, 'job failed');
     try {
       await held.processingWritten;
-      await this.statuses.write(jobId, {
-        status: 'failed',
-        model,
-        enqueued_at: enqueuedAt,
-        processing_started_at: held.startedAt ?? null,
-        finished_at: new Date().toISOString(),
-        error_details: details,
-      });
+      await this.statuses.write(jobId, this.ended(held, 'failed', details));
       await held.job.moveToFailed(new Error(details.message), held.token, false);
       this.metrics.jobFinished(this.deps.sheepId, model, 'failed');
     } catch (error) {
@@ -277,6 +264,12 @@ export class SheepWorker {
       this.deps.log.warn({ jobId, err: error }, 'could not hand the job back; it returns when its lock lapses');
     });
     await this.staging.remove(jobId).catch(() => undefined);
+  }
+
+  private ended(held: InHand, status: 'done' | 'failed', errorDetails?: JobStatus['error_details']): JobStatus {
+    const { model, enqueuedAt } = held.data;
+    const times = { enqueued_at: enqueuedAt, processing_started_at: held.startedAt ?? null, finished_at: new Date().toISOString() };
+    return errorDetails ? { status, model, ...times, error_details: errorDetails } : { status, model, ...times };
   }
 
   private holdLock(held: InHand): void {
