@@ -76,6 +76,10 @@ export const ConfigSchema = z
         admin_password: z.string().optional(),
         /** On shutdown, how long requests in flight may take before their connections are cut. */
         shutdown_grace: durationField().default(5000),
+        /** A submit holds its job id under a lease it renews; a gateway that dies lets it lapse within this, and a retry takes over. */
+        submit_lease: durationField().default(5000),
+        /** How often the reconciler settles submits whose gateway died (re-queues or releases them). */
+        reconcile_interval: durationField().default(5000),
       })
       .prefault({}),
     worker: z
@@ -96,6 +100,10 @@ export const ConfigSchema = z
         lock_duration: durationField().default(30_000),
         /** Fallback poll of the queues, besides the wake-up each new job sends. */
         poll_interval: durationField().default(1000),
+        /** Times a job may go back to its queue (storage away, a failure that could not be recorded) before it fails. */
+        max_hand_backs: intField(1, 1000).default(10),
+        /** First wait before a handed-back job runs again; doubles each time, up to a minute. */
+        hand_back_delay: durationField().default(1000),
       })
       .prefault({}),
     /** Show exception types and tracebacks of failed jobs over HTTP (also env DEBUG=1). */
@@ -123,6 +131,8 @@ export const ConfigSchema = z
       uploadLimit: c.gateway.upload_limit,
       admin: c.gateway.admin_username ? { username: c.gateway.admin_username, password: c.gateway.admin_password ?? '' } : undefined,
       shutdownGraceMs: c.gateway.shutdown_grace,
+      submitLeaseMs: c.gateway.submit_lease,
+      reconcileIntervalMs: c.gateway.reconcile_interval,
     },
     worker: {
       maxAttempts: c.worker.max_attempts,
@@ -133,6 +143,8 @@ export const ConfigSchema = z
       shutdownGraceMs: c.worker.shutdown_grace,
       lockDurationMs: c.worker.lock_duration,
       pollIntervalMs: c.worker.poll_interval,
+      maxHandBacks: c.worker.max_hand_backs,
+      handBackDelayMs: c.worker.hand_back_delay,
     },
     debug: c.debug ?? false,
   }));

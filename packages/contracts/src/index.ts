@@ -5,3 +5,6 @@ export * from './start-job.schema';
 export * from './job-data.schema';
 export * from './queues';
 export * from './zod-message';
+export * from './job-life';
+export * from './folders';
+export * from './sheep-state.schema';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ModelSchema } from './model.schema';
 
-export const JOB_STATES = ['accepted', 'queued', 'processing', 'done', 'failed'] as const;
+export const JOB_STATES = ['accepted', 'queued', 'processing', 'done', 'failed', 'cancelled'] as const;
 export const JobStateSchema = z.enum(JOB_STATES);
 export type JobState = z.infer<typeof JobStateSchema>;
 
@@ -27,10 +27,6 @@ export const JobStatusSchema = z.object({
   finished_at: timestamp,
 });
 export type JobStatus = z.infer<typeof JobStatusSchema>;
-
-export function isFinished(status: JobStatus): boolean {
-  return status.status === 'done' || status.status === 'failed';
-}
 
 /** The status as shown to clients: tracebacks only in debug mode, like the original. */
 export function publicStatus(status: JobStatus, debug: boolean): JobStatus {

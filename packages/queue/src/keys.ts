@@ -27,4 +27,44 @@ export class RedisKeys {
   get modelQueues(): string {
     return `${this.prefix}:model-queues`;
   }
+
+  /** Lease of a submit in progress; it lapses when the gateway that holds it dies. */
+  submitLease(jobId: string): string {
+    return `${this.prefix}:submit:${jobId}`;
+  }
+
+  /** Sorted set of claimed job ids not yet committed, by claim time: what the reconciler looks at. */
+  get pendingSubmits(): string {
+    return `${this.prefix}:submits`;
+  }
+
+  /** Hash: job id of an open claim -> the queue it goes to. */
+  get pendingQueues(): string {
+    return `${this.prefix}:submit-queues`;
+  }
+
+  /** Hash: job id -> `queue|token` of the jobs a sheep holds, so its next worker returns them at once. */
+  sheepJobs(sheepId: string): string {
+    return `${this.prefix}:sheep-jobs:${sheepId}`;
+  }
+
+  /** Hash: job id -> times it was handed back to its queue; bounds the hand-backs. */
+  get handBacks(): string {
+    return `${this.prefix}:hand-backs`;
+  }
+
+  /** Hash: `sheep|model|status` -> finished jobs. */
+  get finishedMetrics(): string {
+    return `${this.prefix}:metrics:finished`;
+  }
+
+  /** Hash: sheep -> runner starts. */
+  get modelLoadMetrics(): string {
+    return `${this.prefix}:metrics:model-loads`;
+  }
+
+  /** Hash: `stage|sheep|bucket`, `stage|sheep|sum`, `stage|sheep|count`. */
+  get stageMetrics(): string {
+    return `${this.prefix}:metrics:stages`;
+  }
 }

@@ -36,11 +36,11 @@ export class MetricsStore {
   ) {}
 
   private get finishedKey(): string {
-    return `${this.keys.prefix}:metrics:finished`;
+    return this.keys.finishedMetrics;
   }
 
   private get loadsKey(): string {
-    return `${this.keys.prefix}:metrics:model-loads`;
+    return this.keys.modelLoadMetrics;
   }
 
   /** Fire and forget: a lost increment must never fail a job. */
@@ -53,7 +53,7 @@ export class MetricsStore {
   }
 
   private get stagesKey(): string {
-    return `${this.keys.prefix}:metrics:stages`;
+    return this.keys.stageMetrics;
   }
 
   /** Records one duration: its bucket, the sum and the count, in one round trip, not awaited. */

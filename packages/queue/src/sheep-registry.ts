@@ -1,17 +1,9 @@
 import type { Redis } from 'ioredis';
-import type { Model } from '@shepherd/contracts';
+import { SheepStateSchema, type SheepState } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
 import { viaRedis } from './redis';
 
-/** What a worker publishes about its sheep, refreshed by each heartbeat. */
-export interface SheepState {
-  model: Model | null;
-  /** The job id in hand, or null. */
-  request: string | null;
-  heartbeatAt: string;
-  /** Runner starts since the worker started, the first load included. */
-  modelLoads?: number;
-}
+export type { SheepState };
 
 /**
  * Sheep states in Redis with a time to live: a worker that stops beating
@@ -38,8 +30,17 @@ export class SheepRegistry {
     const values = await viaRedis(() => this.redis.mget(...sheepIds.map((id) => this.keys.sheep(id))));
     sheepIds.forEach((id, index) => {
       const value = values[index];
-      result.set(id, value ? (JSON.parse(value) as SheepState) : null);
+      result.set(id, value ? parseState(value) : null);
     });
     return result;
+  }
+}
+
+/** A state that does not parse (another version's, or damaged) reads as not running. */
+function parseState(value: string): SheepState | null {
+  try {
+    return SheepStateSchema.parse(JSON.parse(value));
+  } catch {
+    return null;
   }
 }

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { JobStatusSchema, type JobStatus } from '@shepherd/contracts';
+import { StatusEventSchema, type JobStatus, type StatusEvent } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
 
 type Listener = (status: JobStatus) => void;
@@ -49,10 +49,9 @@ export class StatusEvents {
   }
 
   private dispatch(message: string): void {
-    let event: { jobId: string; status: JobStatus };
+    let event: StatusEvent;
     try {
-      const parsed = JSON.parse(message) as { jobId: string; status: unknown };
-      event = { jobId: parsed.jobId, status: JobStatusSchema.parse(parsed.status) };
+      event = StatusEventSchema.parse(JSON.parse(message));
     } catch {
       return; // not ours or malformed: nobody can act on it
     }

@@ -1,8 +1,7 @@
 import type { Readable } from 'node:stream';
-import type { JobIdRule, JobStatus } from '@shepherd/contracts';
+import type { JobFolder, JobIdRule, JobStatus } from '@shepherd/contracts';
 
-/** The two folders of a job, as in the original's bucket layout. */
-export type JobFolder = 'inputs' | 'outputs';
+export type { JobFolder };
 
 export interface StoredFile {
   stream: Readable;
