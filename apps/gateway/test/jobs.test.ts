@@ -78,6 +78,7 @@ describe.each(kinds)('jobs over HTTP on %s storage', (kind) => {
     await postJson(`${gw.url}/start-job`, { job_id: done, model, payload: '{}' });
     await gw.storage.putFile(done, 'outputs', 'output', Readable.from([Buffer.from('{"result": 1}')]), 13);
     await gw.storage.putFile(done, 'outputs', 'page.json', Readable.from([Buffer.from('[]')]), 2);
+    await gw.statuses.write(done, { status: 'processing', model, processing_started_at: new Date().toISOString() });
     await gw.statuses.write(done, { status: 'done', model, finished_at: new Date().toISOString() });
     const result = await fetch(`${gw.url}/jobs/${done}/result`);
     expect(result.status).toBe(200);

@@ -1,4 +1,4 @@
-import { Queue } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
@@ -50,6 +50,12 @@ export class JobQueues {
     );
     // Not awaited: a lost wake-up costs only the sheep's fallback poll interval.
     this.connection.publish(this.keys.workChannel, name).catch(() => undefined);
+  }
+
+  /** The queued job of `jobId` on `queueName`, in any state BullMQ keeps (waiting, active, delayed, finished). */
+  async find(queueName: string, jobId: string): Promise<Job<JobData> | null> {
+    const job = (await viaRedis(() => this.queue(queueName).getJob(queueJobId(jobId)))) as Job<JobData> | undefined;
+    return job ?? null;
   }
 
   /** Every model queue ever used, sorted. */

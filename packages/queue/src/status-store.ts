@@ -80,11 +80,12 @@ end
 return 0
 `;
 
-// Gives back a claim that never became a job. KEYS: status, lease, pending
-// set, pending queues. ARGV: token ('' = whoever held it), job id.
+// Gives back a claim that never became a job, unless another submit holds
+// its lease now. KEYS: status, lease, pending set, pending queues. ARGV:
+// token ('' = only while no lease is held: the reconciler), job id.
 const RELEASE = `
 local lease = redis.call('GET', KEYS[2])
-if ARGV[1] ~= '' and lease and lease ~= ARGV[1] then return 0 end
+if lease and lease ~= ARGV[1] then return 0 end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, decoded = pcall(cjson.decode, cur)
@@ -187,9 +188,9 @@ export class StatusStore {
     return kept === 1;
   }
 
-  /** Gives back a claim that did not become a job (`token` '' for any holder: the reconciler). */
-  async releaseClaim(jobId: string, token: string): Promise<void> {
-    await viaRedis(() =>
+  /** Gives back a claim that did not become a job (`token` '': only a lapsed one, for the reconciler). False when another submit holds it. */
+  async releaseClaim(jobId: string, token: string): Promise<boolean> {
+    const released = await viaRedis(() =>
       this.redis.eval(
         RELEASE,
         4,
@@ -201,6 +202,7 @@ export class StatusStore {
         jobId,
       ),
     );
+    return released === 1;
   }
 
   /**

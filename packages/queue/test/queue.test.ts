@@ -42,13 +42,55 @@ describe('the Redis side', () => {
     expect(await redis.get(keys.status(jobId))).not.toBeNull(); // cached again
   });
 
-  it('lets one claim win', async () => {
+  it('lets one claim win, makes a second submit wait, and lets a retry take over a lapsed claim', async () => {
     const jobId = uniqueId('job');
     const accepted: JobStatus = { status: 'accepted', model };
-    const claims = await Promise.all([statuses.claim(jobId, accepted), statuses.claim(jobId, accepted)]);
-    expect(claims.sort()).toEqual([false, true]);
-    await statuses.forget(jobId);
-    expect(await statuses.claim(jobId, accepted)).toBe(true);
+    const queue = modelQueueName(model);
+    const claims = await Promise.all([statuses.claim(jobId, accepted, 'a', 5000, queue), statuses.claim(jobId, accepted, 'b', 5000, queue)]);
+    expect(claims.map((claim) => claim.kind).sort()).toEqual(['busy', 'claimed']);
+    expect(await statuses.openClaims(60_000)).toEqual([]); // none a minute old
+    expect((await statuses.openClaims(-1000)).find((claim) => claim.jobId === jobId)).toEqual({ jobId, queue, leased: true });
+
+    // The holder died: its lease lapses and a retry takes over.
+    await redis.del(keys.submitLease(jobId));
+    expect(await statuses.claim(jobId, accepted, 'c', 5000, queue)).toEqual({ kind: 'claimed', tookOver: true });
+    expect(await statuses.releaseClaim(jobId, 'a')).toBe(false); // not a's any more
+    expect(await statuses.releaseClaim(jobId, 'c')).toBe(true);
+    expect(await redis.get(keys.status(jobId))).toBeNull();
+    expect((await statuses.claim(jobId, accepted, 'd', 5000, queue)).kind).toBe('claimed');
+
+    // Committed: the next submit of the id finds the job.
+    await statuses.commitClaim(jobId, { status: 'queued', model, enqueued_at: new Date().toISOString() });
+    expect(await statuses.claim(jobId, accepted, 'e', 5000, queue)).toMatchObject({ kind: 'exists', status: { status: 'queued' } });
+    expect(await redis.exists(keys.submitLease(jobId))).toBe(0);
+    expect(await redis.zscore(keys.pendingSubmits, jobId)).toBeNull();
+  });
+
+  it('refuses a transition the job life does not allow, and writes nothing', async () => {
+    const jobId = uniqueId('job');
+    await storage.createJob(jobId);
+    await statuses.write(jobId, { status: 'queued', model, enqueued_at: new Date().toISOString() });
+    await statuses.write(jobId, { status: 'processing', model });
+    await statuses.write(jobId, { status: 'done', model });
+    for (const late of ['failed', 'queued', 'processing'] as const) {
+      const result = await statuses.transition(jobId, { status: late, model });
+      expect(result).toMatchObject({ written: false, current: { status: 'done' } });
+    }
+    expect((await storage.readStatus(jobId))?.status).toBe('done');
+    expect((await statuses.read(jobId))?.status).toBe('done');
+    // `from` narrows further: a hand-back only moves a processing job.
+    const other = uniqueId('job');
+    await storage.createJob(other);
+    await statuses.write(other, { status: 'queued', model });
+    expect(await statuses.transition(other, { status: 'queued', model }, { from: ['processing'] })).toMatchObject({ written: false });
+  });
+
+  it('records a status in Redis alone when asked and the job storage is gone', async () => {
+    const jobId = uniqueId('job');
+    await expect(statuses.transition(jobId, { status: 'failed', model, error_details: { message: 'gone' } })).rejects.toThrow();
+    const result = await statuses.transition(jobId, { status: 'failed', model, error_details: { message: 'gone' } }, { redisIfNoStorage: true });
+    expect(result).toEqual({ written: true, durable: false });
+    expect((await statuses.read(jobId))?.error_details?.message).toBe('gone');
   });
 
   it('announces each status change to the listeners of that job only', async () => {

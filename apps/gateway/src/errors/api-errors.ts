@@ -19,3 +19,4 @@ export const conflict = (message: string) => new ApiError(409, message);
 export const tooLarge = (message: string) => new ApiError(413, message);
 
 export const unknownJob = (jobId: string) => notFound(`Data for job \`${jobId}\` does not exist`);
+export const unavailable = (message: string) => new ApiError(503, message);

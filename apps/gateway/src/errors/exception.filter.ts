@@ -28,6 +28,8 @@ export class ExceptionsFilter implements ExceptionFilter {
       response.destroy();
       return;
     }
+    // 503s are passing (Redis, storage, a submit in progress): tell clients when to retry.
+    if (answer.status === 503) response.setHeader('Retry-After', '1');
     response.status(answer.status).json({ message: answer.message });
   }
 

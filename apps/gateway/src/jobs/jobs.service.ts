@@ -1,11 +1,12 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 import { setMaxListeners } from 'node:events';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
-import { checkJobId, isFinished, type JobStatus, type StartJobRequest } from '@shepherd/contracts';
-import { JobQueues, StatusEvents, StatusStore } from '@shepherd/queue';
+import { checkJobId, INPUTS_FOLDER, isFinished, type JobStatus, type StartJobRequest } from '@shepherd/contracts';
+import { StatusEvents, StatusStore } from '@shepherd/queue';
 import { JobExistsError, type JobStorage } from '@shepherd/storage';
 import { badRequest, conflict, notFound, unknownJob } from '../errors/api-errors';
+import { Submitter } from './submit';
 import { CONFIG, STORAGE } from '../core/tokens';
 import { MetricsService } from '../health/metrics.service';
 
@@ -21,8 +22,8 @@ export class JobsService implements BeforeApplicationShutdown {
     @Inject(STORAGE) private readonly storage: JobStorage,
     private readonly statuses: StatusStore,
     private readonly events: StatusEvents,
-    private readonly queues: JobQueues,
     private readonly metrics: MetricsService,
+    private readonly submitter: Submitter,
   ) {}
 
   checkJobId(jobId: string): void {
@@ -30,79 +31,14 @@ export class JobsService implements BeforeApplicationShutdown {
     if (problem) throw badRequest(problem);
   }
 
-  /**
-   * Validates, claims the id, creates the job's storage and writes the
-   * payload, records `queued`, then queues. A step that fails undoes what
-   * this call made, so retrying with the same id is never answered 409.
-   */
+  /** Validates what the config decides, then submits (see Submitter for the steps). */
   async start(request: StartJobRequest): Promise<void> {
-    const jobId = request.job_id;
-    this.checkJobId(jobId);
-    if (request.sheep_id && !this.config.sheep[request.sheep_id]) {
+    this.checkJobId(request.job_id);
+    if (request.sheep_id && !Object.hasOwn(this.config.sheep, request.sheep_id)) {
       throw notFound(`Sheep \`${request.sheep_id}\` does not exist`);
     }
-    const now = new Date().toISOString();
-    const accepted: JobStatus = { status: 'accepted', model: request.model };
-    if (!(await this.statuses.claim(jobId, accepted))) throw conflict(`Job \`${jobId}\` already exists`);
-
-    let createdStorage = false;
-    try {
-      // After a Redis flush the claim succeeds for an old job: storage knows.
-      // With a payload, creating the job's storage finds it; without, its status record does.
-      if (typeof request.payload !== 'string') {
-        const stored = await this.storage.readStatus(jobId);
-        if (stored) {
-          await this.statuses.write(jobId, stored).catch(() => undefined);
-          throw conflict(`Job \`${jobId}\` already exists`);
-        }
-      }
-      if (typeof request.payload === 'string') {
-        await this.createJob(jobId);
-        createdStorage = true;
-        const payload = Buffer.from(request.payload, 'utf8');
-        await this.storage.putFile(jobId, 'inputs', 'input', Readable.from([payload]), payload.length);
-      } else if (!(await this.storage.jobExists(jobId))) {
-        throw notFound(`Data for job \`${jobId}\` does not exist: upload its inputs first or give a payload`);
-      }
-      await this.statuses.write(jobId, { status: 'queued', model: request.model, enqueued_at: now });
-      await this.queues.add({
-        jobId,
-        model: request.model,
-        ...(request.sheep_id ? { sheepId: request.sheep_id } : {}),
-        enqueuedAt: now,
-      });
-      this.metrics.jobSubmitted(request.model);
-    } catch (error) {
-      await this.undoStart(jobId, createdStorage, error);
-      throw error;
-    }
-  }
-
-  private async createJob(jobId: string): Promise<void> {
-    try {
-      await this.storage.createJob(jobId);
-    } catch (error) {
-      if (error instanceof JobExistsError) throw conflict(`Job \`${jobId}\` already exists`);
-      throw error;
-    }
-  }
-
-  private async undoStart(jobId: string, createdStorage: boolean, cause: unknown): Promise<void> {
-    const conflictError = (cause as { status?: number }).status === 409;
-    if (conflictError) {
-      // The id belongs to an existing job: keep its storage; give back only
-      // a claim this call made over nothing (the stored status was re-cached).
-      return;
-    }
-    const undo: Promise<unknown>[] = [this.statuses.forget(jobId)];
-    if (createdStorage) undo.push(this.storage.deleteJob(jobId));
-    else undo.push(this.storage.deleteStatus(jobId));
-    const results = await Promise.allSettled(undo);
-    for (const result of results) {
-      if (result.status === 'rejected') {
-        this.logger.warn({ jobId, err: result.reason }, 'could not undo a failed submit; a retry may answer 409');
-      }
-    }
+    await this.submitter.submit(request);
+    this.metrics.jobSubmitted(request.model);
   }
 
   beforeApplicationShutdown(): void {
@@ -160,7 +96,7 @@ export class JobsService implements BeforeApplicationShutdown {
       if (!(error instanceof JobExistsError)) throw error;
     }
     try {
-      await this.storage.putFile(jobId, 'inputs', path, body, size);
+      await this.storage.putFile(jobId, INPUTS_FOLDER, path, body, size);
     } catch (error) {
       if (created) await this.storage.deleteJob(jobId).catch(() => undefined);
       throw error;

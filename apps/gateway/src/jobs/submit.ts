@@ -1,0 +1,164 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ShepherdConfig } from '@shepherd/config';
+import { INPUTS_FOLDER, jobStatus, type JobData, type StartJobRequest } from '@shepherd/contracts';
+import { JobQueues, RedisUnavailableError, StatusStore } from '@shepherd/queue';
+import { JobExistsError, type JobStorage } from '@shepherd/storage';
+import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
+import { CONFIG, STORAGE } from '../core/tokens';
+import { reachStep } from './submit-hooks';
+
+/** How often a retry looks again at another submit's live claim. */
+const BUSY_POLL_MS = 100;
+
+/**
+ * The submit of a job, in steps that leave nothing stranded:
+ * 1. claim the id in Redis (`accepted`, under a lease this submit renews);
+ * 2. write the payload (or find the uploaded inputs);
+ * 3. write the durable `queued` record;
+ * 4. add the job to its queue: the commit point (BullMQ's add with the job
+ *    id is atomic and idempotent);
+ * 5. record `queued` in Redis and close the claim.
+ * A failure before 4 gives the claim back; a gateway that dies lets its
+ * lease lapse, and the retry (or the reconciler) finds out from the queue
+ * whether the job was committed. So 409 always means "this job exists and
+ * has run or will run", never "this id is burnt".
+ */
+@Injectable()
+export class Submitter {
+  private readonly logger = new Logger('Submit');
+
+  constructor(
+    @Inject(CONFIG) private readonly config: ShepherdConfig,
+    @Inject(STORAGE) private readonly storage: JobStorage,
+    private readonly statuses: StatusStore,
+    private readonly queues: JobQueues,
+  ) {}
+
+  async submit(request: StartJobRequest): Promise<void> {
+    const jobId = request.job_id;
+    const data: JobData = {
+      jobId,
+      model: request.model,
+      ...(request.sheep_id ? { sheepId: request.sheep_id } : {}),
+      enqueuedAt: new Date().toISOString(),
+    };
+    const queue = this.queues.queueName(data);
+    const token = randomUUID();
+    await this.claim(jobId, request, token, queue);
+    await reachStep('claimed');
+
+    const leaseMs = this.config.gateway.submitLeaseMs;
+    const renew = setInterval(() => {
+      this.statuses.renewClaim(jobId, token, leaseMs).catch(() => undefined);
+    }, Math.max(100, Math.floor(leaseMs / 3)));
+    try {
+      const created = await this.prepare(jobId, request, queue, token);
+      await this.queues.add(data).catch(async (error: unknown) => {
+        // Redis answered "no": nothing was added, undo now. Redis gone: the
+        // add may have landed; the claim lapses and the retry or the
+        // reconciler reads the queue to know.
+        if (!(error instanceof RedisUnavailableError)) await this.giveBack(jobId, token, { record: true, job: created });
+        throw error;
+      });
+    } finally {
+      clearInterval(renew);
+    }
+    await reachStep('added');
+
+    const queued = jobStatus.queued({ model: data.model, enqueuedAt: data.enqueuedAt });
+    // The job is committed: whatever happens now, it runs. If Redis is away
+    // here, the claim lapses and the reconciler records `queued` later.
+    await this.statuses.commitClaim(jobId, queued).catch((error: unknown) => {
+      this.logger.warn({ jobId, err: error }, 'job queued, but its status could not be recorded yet; the reconciler will');
+    });
+    await reachStep('committed');
+  }
+
+  /**
+   * Steps 2 and 3; on failure the claim is given back (or left to lapse
+   * when even that fails). True when this submit created the job's storage.
+   */
+  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string): Promise<boolean> {
+    let created = false;
+    let recorded = false;
+    try {
+      created = await this.store(jobId, request, queue);
+      await reachStep('stored');
+      recorded = true; // from here a write may have landed even if it throws
+      await this.storage.writeStatus(jobId, jobStatus.queued({ model: request.model, enqueuedAt: new Date().toISOString() }));
+      await reachStep('prepared');
+      return created;
+    } catch (error) {
+      await this.giveBack(jobId, token, { record: recorded, job: created && !isConflict(error) });
+      throw error;
+    }
+  }
+
+  /** Takes the id, waiting while another submit of it is in progress. */
+  private async claim(jobId: string, request: StartJobRequest, token: string, queue: string): Promise<void> {
+    const leaseMs = this.config.gateway.submitLeaseMs;
+    const deadline = Date.now() + leaseMs + 1000;
+    for (;;) {
+      const claim = await this.statuses.claim(jobId, jobStatus.accepted(request.model), token, leaseMs, queue);
+      if (claim.kind === 'exists') throw conflict(`Job \`${jobId}\` already exists`);
+      if (claim.kind === 'claimed') {
+        if (claim.tookOver) this.logger.warn({ jobId }, 'took over the claim of a submit whose gateway went away');
+        return;
+      }
+      if (Date.now() > deadline) throw unavailable(`A submit of job \`${jobId}\` is still in progress; retry later`);
+      await new Promise((resolve) => setTimeout(resolve, BUSY_POLL_MS));
+    }
+  }
+
+  /** Writes the payload or finds the uploaded inputs; true when it created the job's storage. */
+  private async store(jobId: string, request: StartJobRequest, queue: string): Promise<boolean> {
+    if (typeof request.payload === 'string') {
+      let created = true;
+      try {
+        await this.storage.createJob(jobId);
+      } catch (error) {
+        if (!(error instanceof JobExistsError)) throw error;
+        created = false;
+        await this.refuseExisting(jobId, queue);
+      }
+      const payload = Buffer.from(request.payload, 'utf8');
+      await this.storage.putFile(jobId, INPUTS_FOLDER, 'input', Readable.from([payload]), payload.length);
+      return created;
+    }
+    await this.refuseExisting(jobId, queue);
+    if (!(await this.storage.jobExists(jobId))) {
+      throw notFound(`Data for job \`${jobId}\` does not exist: upload its inputs first or give a payload`);
+    }
+    return false;
+  }
+
+  /**
+   * The job's storage exists: uploaded inputs, what a submit that died left
+   * behind, or a job Redis forgot (a flush). Only the last is a conflict:
+   * its durable record is past `queued`, or `queued` and on its queue.
+   */
+  private async refuseExisting(jobId: string, queue: string): Promise<void> {
+    const stored = await this.storage.readStatus(jobId);
+    if (!stored || stored.status === 'accepted') return;
+    if (stored.status === 'queued' && !(await this.queues.find(queue, jobId))) return;
+    await this.statuses.cache(jobId, stored).catch(() => undefined);
+    throw conflict(`Job \`${jobId}\` already exists`);
+  }
+
+  /** Undoes a submit that did not commit: its `queued` record, the storage it created, its claim. */
+  private async giveBack(jobId: string, token: string, drop: { record: boolean; job: boolean }): Promise<void> {
+    try {
+      if (drop.job) await this.storage.deleteJob(jobId);
+      else if (drop.record) await this.storage.deleteStatus(jobId);
+      await this.statuses.releaseClaim(jobId, token);
+    } catch (error) {
+      this.logger.warn({ jobId, err: error }, 'could not give back the claim of a failed submit; it lapses by itself');
+    }
+  }
+}
+
+function isConflict(error: unknown): boolean {
+  return error instanceof ApiError && error.status === 409;
+}
