@@ -6,9 +6,17 @@ export interface RunnerClientOptions {
   host?: string;
   /** Port the runner's ROUTER is bound to. */
   port: number;
-  /** Told about replies that match no job and frames that are not runner messages. Default: ignored. */
-  onWarning?: (message: string) => void;
+  /**
+   * Told about what the client drops: replies for no job in hand, frames
+   * that are not runner messages, a reply of the wrong type, a failing
+   * socket. `details` holds the same facts as fields for a structured log
+   * (`address`, and `jobId`, `messageType`, `frames`, `error` where known).
+   * Default: ignored.
+   */
+  onWarning?: RunnerWarning;
 }
+
+export type RunnerWarning = (message: string, details?: Record<string, unknown>) => void;
 
 export type RunnerResult =
   | { kind: 'done' }
@@ -42,7 +50,7 @@ export class RunnerClient {
   private readonly socket = new Dealer({ linger: 0 });
   private readonly pending = new Map<string, Pending>();
   private readonly listeningWaiters = new Set<() => void>();
-  private readonly onWarning: (message: string) => void;
+  private readonly onWarning: RunnerWarning;
   /** zeromq v6 allows one send in flight per socket, so sends are chained. */
   private sendChain: Promise<void> = Promise.resolve();
   private connected = false;
@@ -160,7 +168,7 @@ export class RunnerClient {
         }
       }
     } catch (error) {
-      if (!this.socket.closed) this.onWarning(`Watching ${this.address} failed: ${String(error)}`);
+      if (!this.socket.closed) this.warn(`Watching ${this.address} failed: ${String(error)}`, { error: String(error) });
     }
   }
 
@@ -169,14 +177,14 @@ export class RunnerClient {
       for await (const frames of this.socket) this.handleReply(frames);
     } catch (error) {
       // A receive pending when the socket closes rejects (EAGAIN in zeromq 6.8); anything else is a warning.
-      if (!this.socket.closed) this.onWarning(`Receiving from ${this.address} failed: ${String(error)}`);
+      if (!this.socket.closed) this.warn(`Receiving from ${this.address} failed: ${String(error)}`, { error: String(error) });
     }
   }
 
   private handleReply(frames: Buffer[]): void {
     const [frame] = frames;
     if (frames.length !== 1 || !frame) {
-      this.onWarning(`Ignored a reply of ${frames.length} frames from ${this.address}`);
+      this.warn(`Ignored a reply of ${frames.length} frames from ${this.address}`, { frames: frames.length });
       return;
     }
     let message;
@@ -184,11 +192,14 @@ export class RunnerClient {
       message = decodeMessage(frame);
     } catch (error) {
       if (!(error instanceof MessageDecodeError)) throw error;
-      this.onWarning(`Ignored a reply from ${this.address}: ${error.message}`);
+      this.warn(`Ignored a reply from ${this.address}: ${error.message}`, { error: error.message });
       return;
     }
     if (message.message_type === 'InputMessage') {
-      this.onWarning(`Ignored an InputMessage from the runner at ${this.address} (job ${message.job_id})`);
+      this.warn(`Ignored an InputMessage from the runner at ${this.address} (job ${message.job_id})`, {
+        jobId: message.job_id,
+        messageType: message.message_type,
+      });
       return;
     }
     const known = this.settle(message.job_id, (p) =>
@@ -203,7 +214,21 @@ export class RunnerClient {
             },
       ),
     );
-    if (!known) this.onWarning(`Ignored a ${message.message_type} for unknown job ${message.job_id} from ${this.address}`);
+    if (!known) {
+      this.warn(`Ignored a ${message.message_type} for unknown job ${message.job_id} from ${this.address}`, {
+        jobId: message.job_id,
+        messageType: message.message_type,
+      });
+    }
+  }
+
+  /** A throwing callback must not end the receive loop: a warning is never worth the jobs in hand. */
+  private warn(message: string, details: Record<string, unknown>): void {
+    try {
+      this.onWarning(message, { address: this.address, ...details });
+    } catch {
+      // ignored: see above
+    }
   }
 
   private settle(jobId: string, action: (p: Pending) => void): boolean {

@@ -153,4 +153,53 @@ describe('RunnerClient against a runner speaking the original bytes', () => {
     await expect(first).resolves.toEqual({ kind: 'error', message: "KeyError: 'x'", exceptionType: 'KeyError', exceptionTraceback: '' });
     expect(warnings).toEqual([expect.stringContaining('unknown job stranger')]);
   });
+
+  it('reports junk from the runner as warnings with details and keeps answering jobs', async () => {
+    const port = await freePort();
+    const router = new Router({ linger: 0 });
+    await router.bind(`tcp://127.0.0.1:${port}`);
+    const warnings: { message: string; details?: Record<string, unknown> }[] = [];
+    const client = new RunnerClient({ port, onWarning: (message, details) => warnings.push({ message, details }) });
+    cleanups.push(() => router.close(), () => client.close());
+    client.connect();
+    const job = client.submit('real', root);
+    const [identity] = await router.receive();
+    const send = (...frames: (string | Buffer)[]): Promise<void> => router.send([identity ?? '', ...frames]);
+    await send('not json at all');
+    await send(Buffer.from([0xff, 0xfe, 0x00]));
+    await send('{"message": {"identity": "", "job_id": "real", "message_type": "ProgressMessage"}}');
+    await send('{"message": {"identity": "", "job_id": "real", "message_type": "InputMessage", "io_data_root": "/x"}}');
+    await send('{"message": {"identity": "", "job_id": "real", "message_type": "DoneMessage"}}', 'a second frame');
+    await send('{"message": {"identity": "", "job_id": "ghost", "message_type": "ErrorMessage", "message": "x"}}');
+    await send('{"message": {"identity": "", "job_id": "real", "message_type": "DoneMessage"}}');
+    await expect(job).resolves.toEqual({ kind: 'done' });
+    const address = `tcp://127.0.0.1:${port}`;
+    expect(warnings).toEqual([
+      { message: expect.stringContaining('not JSON'), details: { address, error: expect.stringContaining('not JSON') } },
+      { message: expect.stringContaining('not valid UTF-8'), details: { address, error: expect.stringContaining('UTF-8') } },
+      { message: expect.stringContaining('message_type'), details: { address, error: expect.stringContaining('ProgressMessage') } },
+      { message: expect.stringContaining('Ignored an InputMessage'), details: { address, jobId: 'real', messageType: 'InputMessage' } },
+      { message: expect.stringContaining('reply of 2 frames'), details: { address, frames: 2 } },
+      { message: expect.stringContaining('unknown job ghost'), details: { address, jobId: 'ghost', messageType: 'ErrorMessage' } },
+    ]);
+  });
+
+  it('survives an onWarning that throws', async () => {
+    const port = await freePort();
+    const router = new Router({ linger: 0 });
+    await router.bind(`tcp://127.0.0.1:${port}`);
+    const client = new RunnerClient({
+      port,
+      onWarning: () => {
+        throw new Error('logger broke');
+      },
+    });
+    cleanups.push(() => router.close(), () => client.close());
+    client.connect();
+    const job = client.submit('real', root);
+    const [identity] = await router.receive();
+    await router.send([identity ?? '', '{"message": {"job_id": "ghost", "message_type": "DoneMessage"}}']);
+    await router.send([identity ?? '', '{"message": {"job_id": "real", "message_type": "DoneMessage"}}']);
+    await expect(job).resolves.toEqual({ kind: 'done' });
+  });
 });
