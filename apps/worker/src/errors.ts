@@ -1,6 +1,10 @@
 /** The runner could not be started or never listened: the job fails with this message; the sheep goes on. */
 export class RunnerStartError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** How the runner ended, when it started and then died (a kill, a crash). */
+    readonly exit?: RunnerExit,
+  ) {
     super(message);
     this.name = 'RunnerStartError';
   }

@@ -1,4 +1,5 @@
 export * from './sheep-worker';
+export * from './create-sheep';
 export * from './sheep/bare';
 export * from './sheep/runner-host';
 export * from './errors';

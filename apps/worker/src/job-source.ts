@@ -1,7 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { MODEL_QUEUE_PREFIX, JobDataSchema, modelQueueName, sheepQueueName, type JobData, type Model } from '@shepherd/contracts';
+import {
+  MODEL_QUEUE_PREFIX,
+  JobDataSchema,
+  ModelSchema,
+  checkJobId,
+  describeZodError,
+  modelQueueName,
+  sheepQueueName,
+  type JobData,
+  type JobIdRule,
+  type Model,
+} from '@shepherd/contracts';
 import type { JobQueues, RedisKeys, SheepRegistry, WorkSignal } from '@shepherd/queue';
 
 /** A job this sheep took from BullMQ, locked by `token` until it is settled. */
@@ -10,6 +21,19 @@ export interface TakenJob {
   data: JobData;
   token: string;
   queue: string;
+}
+
+/** A job taken whose data or id is not what the contracts allow: it must fail without running. */
+export interface RejectedJob {
+  job: Job;
+  token: string;
+  queue: string;
+  /** What is wrong, for the user. */
+  reason: string;
+  /** The job id when it is a valid one (its status may be written), else null. */
+  jobId: string | null;
+  /** The model when it parses, for the status record. */
+  model: Model | null;
 }
 
 export interface JobSourceOptions {
@@ -23,6 +47,13 @@ export interface JobSourceOptions {
   lockDurationMs: number;
   pollIntervalMs: number;
   onStalledFailure: (jobId: string, reason: string) => void;
+  /** The storage's job id rule; without it only the data's shape is checked. */
+  jobIdRule?: JobIdRule;
+  /**
+   * Settles a job that failed validation; it is never returned by `next`.
+   * Default: fails it in BullMQ for good (UnrecoverableError).
+   */
+  onInvalid?: (rejected: RejectedJob) => Promise<void>;
 }
 
 /**
@@ -66,11 +97,39 @@ export class JobSource {
 
   private async takeFrom(names: string[]): Promise<TakenJob | null> {
     for (const name of names) {
-      const token = `${this.options.sheepId}:${randomUUID()}`;
-      const job = (await this.worker(name).getNextJob(token, { block: false })) as Job<JobData> | undefined;
-      if (job) return { job, data: JobDataSchema.parse(job.data), token, queue: name };
+      // An invalid job is settled here and the same queue is asked again.
+      for (;;) {
+        const token = `${this.options.sheepId}:${randomUUID()}`;
+        const job = (await this.worker(name).getNextJob(token, { block: false })) as Job | undefined;
+        if (!job) break;
+        const checked = this.check(job, token, name);
+        if ('data' in checked) return checked;
+        await this.reject(checked);
+      }
     }
     return null;
+  }
+
+  /** The edge of the worker: what came through Redis is parsed, and the id must be a safe storage name. */
+  private check(job: Job, token: string, queue: string): TakenJob | RejectedJob {
+    const raw: unknown = job.data;
+    const fields = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+    const rawId = typeof fields.jobId === 'string' ? fields.jobId : null;
+    const rule = this.options.jobIdRule;
+    const idProblem = rawId !== null && rule ? checkJobId(rawId, rule) : null;
+    const jobId = rawId !== null && !idProblem ? rawId : null;
+    const model = ModelSchema.safeParse(fields.model).data ?? null;
+    const parsed = JobDataSchema.safeParse(raw);
+    if (idProblem) return { job, token, queue, reason: idProblem, jobId, model };
+    if (!parsed.success) {
+      return { job, token, queue, reason: `Invalid job data: ${describeZodError(parsed.error)}`, jobId, model };
+    }
+    return { job: job as Job<JobData>, data: parsed.data, token, queue };
+  }
+
+  private async reject(rejected: RejectedJob): Promise<void> {
+    if (this.options.onInvalid) return this.options.onInvalid(rejected);
+    await rejected.job.moveToFailed(new UnrecoverableError(rejected.reason), rejected.token, false).catch(() => undefined);
   }
 
   /** Model queues other than the held one that have jobs: unheld models first, then fullest first. */
@@ -108,7 +167,8 @@ export class JobSource {
       worker.on('error', () => undefined); // Redis outages surface on the calls
       worker.on('failed', (job, error) => {
         // Only the stalled checker fails jobs here: this sheep settles its own jobs itself.
-        if (job && error?.message.includes('stalled')) this.options.onStalledFailure(job.data.jobId, error.message);
+        const jobId: unknown = job?.data?.jobId;
+        if (typeof jobId === 'string' && error?.message.includes('stalled')) this.options.onStalledFailure(jobId, error.message);
       });
       void worker.startStalledCheckTimer().catch(() => undefined);
       this.workers.set(name, worker);

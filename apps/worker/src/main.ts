@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { ConfigError, loadConfig, runMain } from '@shepherd/config';
+import { createLogger } from '@shepherd/logging';
 import { createRedis } from '@shepherd/queue';
 import { createStorage } from '@shepherd/storage';
 import { join, resolve } from 'node:path';
 import { BareRunnerHost } from './sheep/bare';
 import { DockerRunnerHost } from './sheep/docker';
 import type { RunnerHost } from './sheep/runner-host';
-import { SheepWorker } from './sheep-worker';
+import { createSheepWorker } from './create-sheep';
 
 const USAGE = 'usage: shepherd-worker -c CONFIG --sheep SHEEP_ID   (or env SHEPHERD_CONFIG, SHEEP_ID)';
 
@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const sheep = config.sheep[sheepId];
   if (!sheep) throw new ConfigError(`${configPath}: sheep.${sheepId}: no such sheep (configured: ${Object.keys(config.sheep).join(', ') || 'none'})`);
 
-  const log = pino({ level: config.logging.level, base: { service: 'worker', sheepId }, redact: ['*.password', '*.secretKey', '*.accessKey'] });
+  const log = createLogger({ service: 'worker', level: config.logging.level, directory: config.logging.directory, fileSuffix: sheepId, bindings: { sheepId } });
   let host: RunnerHost;
   const stopTimeoutMs = config.worker.stopTimeoutMs;
   if (sheep.type === 'bare') host = new BareRunnerHost({ sheepId, config: sheep, stopTimeoutMs });
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const redis = createRedis(config.redis.url, 'worker');
   const subscriber = createRedis(config.redis.url, 'subscriber');
   const storage = createStorage(config.storage);
-  const worker = new SheepWorker({ sheepId, config, storage, redis, subscriber, host, log });
+  const worker = createSheepWorker({ sheepId, config, storage, redis, subscriber, host, log });
 
   let signals = 0;
   const shutdown = (signal: string) => {

@@ -11,6 +11,8 @@ interface Live {
   /** Job ids handed over and not yet answered, oldest first: the runner works in this order. */
   outstanding: string[];
   died?: RunnerExit;
+  /** The job the runner was working on when it died. */
+  culprit?: string;
 }
 
 /**
@@ -69,7 +71,7 @@ export class Runner {
     try {
       return await live.client.submit(jobId, ioDataRoot);
     } catch (error) {
-      if (live.died) throw new RunnerDiedError(live.died, live.outstanding[0] === jobId);
+      if (live.died) throw new RunnerDiedError(live.died, live.culprit === jobId);
       throw error;
     } finally {
       live.outstanding.splice(live.outstanding.indexOf(jobId), 1);
@@ -100,10 +102,16 @@ export class Runner {
     const started = Date.now();
     const process = await this.host.start(model);
     this.modelLoads += 1;
-    const client = new RunnerClient({ host: process.host, port: process.port });
+    const client = new RunnerClient({
+      host: process.host,
+      port: process.port,
+      onWarning: (message, details) => log.warn({ model, ...details }, message),
+    });
     const live: Live = { model, process, client, outstanding: [] };
     void process.exited.then((exit) => {
       live.died = exit;
+      // Noted before failAll: each rejected submit removes its job from `outstanding`.
+      live.culprit = live.outstanding[0];
       log.warn({ model, exit: { code: exit.code, signal: exit.signal } }, 'runner ended');
       client.failAll(new RunnerDiedError(exit));
       this.wakeDrainWaiters();
@@ -113,7 +121,7 @@ export class Runner {
       await Promise.race([
         client.waitListening(this.options.startTimeoutMs),
         process.exited.then((exit) => {
-          throw new RunnerStartError(`The runner for ${modelKey(model)} ended while starting: ${describeExit(exit)}`);
+          throw new RunnerStartError(`The runner for ${modelKey(model)} ended while starting: ${describeExit(exit)}`, exit);
         }),
       ]);
     } catch (error) {

@@ -1,6 +1,7 @@
 import { createReadStream, createWriteStream, mkdirSync, promises as fs, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { INPUTS_FOLDER, OUTPUTS_FOLDER } from '@shepherd/contracts';
 import type { JobStorage } from '@shepherd/storage';
 
 /** Inputs up to this size are copied whole, with one synchronous write. */
@@ -17,7 +18,11 @@ export class Staging {
     readonly root: string,
   ) {}
 
+  /** Throws for an id that is not one plain name: the worker checks ids when it takes a job, this is the last guard. */
   jobDir(jobId: string): string {
+    if (jobId === '' || jobId === '.' || jobId === '..' || basename(jobId) !== jobId || jobId.includes('\\')) {
+      throw new Error(`Refusing a job directory for the id ${JSON.stringify(jobId)}`);
+    }
     return join(this.root, jobId);
   }
 
@@ -32,12 +37,12 @@ export class Staging {
     // Directory calls are synchronous: microseconds each, where a promise
     // call costs a thread-pool hop; this is on every job's path. No job dir
     // is left to clear: start() wipes the sheep's root, settling removes it.
-    mkdirSync(join(dir, 'inputs'), { recursive: true });
-    mkdirSync(join(dir, 'outputs'), { recursive: true });
-    for (const path of await this.storage.listFiles(jobId, 'inputs')) {
-      const target = join(dir, 'inputs', ...path.split('/'));
+    mkdirSync(join(dir, INPUTS_FOLDER), { recursive: true });
+    mkdirSync(join(dir, OUTPUTS_FOLDER), { recursive: true });
+    for (const path of await this.storage.listFiles(jobId, INPUTS_FOLDER)) {
+      const target = join(dir, INPUTS_FOLDER, ...path.split('/'));
       mkdirSync(dirname(target), { recursive: true });
-      const file = await this.storage.getFile(jobId, 'inputs', path);
+      const file = await this.storage.getFile(jobId, INPUTS_FOLDER, path);
       if (file.size <= SMALL_FILE) {
         const chunks: Buffer[] = [];
         for await (const chunk of file.stream) chunks.push(chunk as Buffer);
@@ -49,12 +54,12 @@ export class Staging {
   }
 
   async uploadOutputs(jobId: string): Promise<string[]> {
-    const outputs = join(this.jobDir(jobId), 'outputs');
+    const outputs = join(this.jobDir(jobId), OUTPUTS_FOLDER);
     const files = await listFiles(outputs);
     for (const file of files) {
       const { size } = await fs.stat(file);
       const path = relative(outputs, file).split(sep).join('/');
-      await this.storage.putFile(jobId, 'outputs', path, createReadStream(file), size);
+      await this.storage.putFile(jobId, OUTPUTS_FOLDER, path, createReadStream(file), size);
     }
     return files.map((file) => relative(outputs, file).split(sep).join('/'));
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { boolField, durationField, intField, nonEmpty, sizeField } from './fields';
 import { SHEEP_ID_PATTERN, SheepSchema } from './sheep.schema';
+import { AuthSchema, CorsOriginsSchema } from './auth.schema';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 
@@ -71,9 +72,13 @@ export const ConfigSchema = z
         payload_limit: sizeField().default(64 * 1024 ** 2),
         /** Largest single input file uploaded over HTTP. */
         upload_limit: sizeField().default(4 * 1024 ** 3),
-        /** Basic auth for Bull Board at /admin/queues; open when unset. */
+        /** Basic auth for Bull Board at /admin/queues (besides admin tokens); open when unset and no `auth`. */
         admin_username: z.string().optional(),
         admin_password: z.string().optional(),
+        /** Bull Board is read-only unless `write` (retry, remove, add and pause from the page). */
+        admin_board: z.enum(['read', 'write']).default('read'),
+        /** Origins allowed to call the job API from a browser: `*` (the original's) or a list. Never for /admin. */
+        cors_origins: CorsOriginsSchema.default('*'),
         /** On shutdown, how long requests in flight may take before their connections are cut. */
         shutdown_grace: durationField().default(5000),
         /** A submit holds its job id under a lease it renews; a gateway that dies lets it lapse within this, and a retry takes over. */
@@ -106,6 +111,8 @@ export const ConfigSchema = z
         hand_back_delay: durationField().default(1000),
       })
       .prefault({}),
+    /** API tokens; without them every route is open, as in the original. */
+    auth: AuthSchema.optional(),
     /** Show exception types and tracebacks of failed jobs over HTTP (also env DEBUG=1). */
     debug: boolField().optional(),
   })
@@ -130,6 +137,8 @@ export const ConfigSchema = z
       payloadLimit: c.gateway.payload_limit,
       uploadLimit: c.gateway.upload_limit,
       admin: c.gateway.admin_username ? { username: c.gateway.admin_username, password: c.gateway.admin_password ?? '' } : undefined,
+      adminBoard: c.gateway.admin_board,
+      corsOrigins: c.gateway.cors_origins,
       shutdownGraceMs: c.gateway.shutdown_grace,
       submitLeaseMs: c.gateway.submit_lease,
       reconcileIntervalMs: c.gateway.reconcile_interval,
@@ -146,6 +155,7 @@ export const ConfigSchema = z
       maxHandBacks: c.worker.max_hand_backs,
       handBackDelayMs: c.worker.hand_back_delay,
     },
+    auth: c.auth,
     debug: c.debug ?? false,
   }));
 

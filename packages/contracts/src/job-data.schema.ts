@@ -11,5 +11,7 @@ export const JobDataSchema = z.object({
   /** Set when the client pinned the job to one sheep. */
   sheepId: z.string().optional(),
   enqueuedAt: z.string(),
+  /** Name of the API token that submitted it (with `auth`). */
+  owner: z.string().optional(),
 });
 export type JobData = z.infer<typeof JobDataSchema>;

@@ -20,6 +20,7 @@ describe('the job life', () => {
   it('lists the states a transition may start from', () => {
     expect(statesBefore('queued').sort()).toEqual(['accepted', 'processing']);
     expect(statesBefore('done')).toEqual(['processing']);
+    expect(statesBefore('processing').sort()).toEqual(['accepted', 'processing', 'queued']);
     expect(statesBefore('accepted')).toEqual([]);
   });
 

@@ -8,7 +8,7 @@ import type { ErrorDetails, JobState, JobStatus } from './job-status.schema';
 // `failed` or `queued`.
 //
 //   accepted ──► queued ──► processing ──► done
-//      │            │  ▲          │
+//      │            │  ▲          │ ↺ (taken up again after its worker died)
 //      │            │  └──────────┤ (handed back: shutdown, storage away)
 //      ▼            ▼             ▼
 //    (released)   failed ◄──── failed          cancelled (from queued/processing)
@@ -23,7 +23,8 @@ const NEXT: Record<JobState, readonly JobState[]> = {
   // processing: a worker may take a committed job before the gateway records `queued`.
   accepted: ['queued', 'processing', 'failed', 'cancelled'],
   queued: ['processing', 'failed', 'cancelled'],
-  processing: ['queued', 'done', 'failed', 'cancelled'],
+  // processing again: taken up by another worker after its own died.
+  processing: ['queued', 'processing', 'done', 'failed', 'cancelled'],
   done: [],
   failed: [],
   cancelled: [],
@@ -55,6 +56,8 @@ export interface JobLife {
   enqueuedAt?: string | null;
   /** When a runner first got it. */
   startedAt?: string | null;
+  /** The API token name that submitted it, if any. */
+  owner?: string | null;
 }
 
 function now(): string {
@@ -63,25 +66,29 @@ function now(): string {
 
 /** The status records, one builder per state: the only place a record is made. */
 export const jobStatus = {
-  accepted(model: Model): JobStatus {
-    return { status: 'accepted', model };
+  accepted(model: Model, owner?: string | null): JobStatus {
+    return { status: 'accepted', model, ...ownedBy(owner) };
   },
   queued(life: JobLife): JobStatus {
-    return { status: 'queued', model: life.model, enqueued_at: life.enqueuedAt ?? now() };
+    return { status: 'queued', model: life.model, enqueued_at: life.enqueuedAt ?? now(), ...ownedBy(life.owner) };
   },
   processing(life: JobLife): JobStatus {
-    return { status: 'processing', model: life.model, enqueued_at: life.enqueuedAt ?? null, processing_started_at: life.startedAt ?? now() };
+    return { status: 'processing', model: life.model, enqueued_at: life.enqueuedAt ?? null, processing_started_at: life.startedAt ?? now(), ...ownedBy(life.owner) };
   },
   done(life: JobLife): JobStatus {
-    return { status: 'done', model: life.model, ...times(life) };
+    return { status: 'done', model: life.model, ...times(life), ...ownedBy(life.owner) };
   },
   failed(life: JobLife, details: ErrorDetails): JobStatus {
-    return { status: 'failed', model: life.model, ...times(life), error_details: details };
+    return { status: 'failed', model: life.model, ...times(life), error_details: details, ...ownedBy(life.owner) };
   },
   cancelled(life: JobLife, message = 'Cancelled'): JobStatus {
-    return { status: 'cancelled', model: life.model, ...times(life), error_details: { message } };
+    return { status: 'cancelled', model: life.model, ...times(life), error_details: { message }, ...ownedBy(life.owner) };
   },
 };
+
+function ownedBy(owner: string | null | undefined): Pick<JobStatus, 'submitted_by'> {
+  return owner ? { submitted_by: owner } : {};
+}
 
 function times(life: JobLife): Pick<JobStatus, 'enqueued_at' | 'processing_started_at' | 'finished_at'> {
   return { enqueued_at: life.enqueuedAt ?? null, processing_started_at: life.startedAt ?? null, finished_at: now() };
@@ -89,5 +96,5 @@ function times(life: JobLife): Pick<JobStatus, 'enqueued_at' | 'processing_start
 
 /** Reads a record back into the fields the builders take. */
 export function lifeOf(status: JobStatus): JobLife {
-  return { model: status.model, enqueuedAt: status.enqueued_at ?? null, startedAt: status.processing_started_at ?? null };
+  return { model: status.model, enqueuedAt: status.enqueued_at ?? null, startedAt: status.processing_started_at ?? null, owner: status.submitted_by ?? null };
 }

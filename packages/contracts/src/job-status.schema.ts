@@ -25,12 +25,16 @@ export const JobStatusSchema = z.object({
   enqueued_at: timestamp,
   processing_started_at: timestamp,
   finished_at: timestamp,
+  /** Name of the API token that submitted the job (with `auth`); never shown over HTTP. */
+  submitted_by: z.string().nullish(),
 });
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
 /** The status as shown to clients: tracebacks only in debug mode, like the original. */
 export function publicStatus(status: JobStatus, debug: boolean): JobStatus {
-  if (debug || !status.error_details) return status;
-  const { message } = status.error_details;
-  return { ...status, error_details: { message } };
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- dropped from the answer
+  const { submitted_by, ...shown } = status;
+  if (debug || !shown.error_details) return shown;
+  const { message } = shown.error_details;
+  return { ...shown, error_details: { message } };
 }

@@ -6,3 +6,4 @@ export * from './job-queues';
 export * from './sheep-registry';
 export * from './work-signal';
 export * from './metrics-store';
+export * from './waiting-jobs';

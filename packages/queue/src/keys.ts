@@ -53,6 +53,11 @@ export class RedisKeys {
     return `${this.prefix}:hand-backs`;
   }
 
+  /** Sorted set: the jobs of one API token still waiting (accepted or queued), by submit time. */
+  waitingJobs(owner: string): string {
+    return `${this.prefix}:waiting:${owner}`;
+  }
+
   /** Hash: `sheep|model|status` -> finished jobs. */
   get finishedMetrics(): string {
     return `${this.prefix}:metrics:finished`;

@@ -6,7 +6,7 @@ import {
   type JobState,
   type JobStatus,
 } from '@shepherd/contracts';
-import { JobNotFoundError, type JobStorage } from '@shepherd/storage';
+import { JobNotFoundError, StorageUnavailableError, type JobStorage } from '@shepherd/storage';
 import type { RedisKeys } from './keys';
 import { viaRedis } from './redis';
 
@@ -26,8 +26,9 @@ export interface TransitionOptions {
   /** Narrows the states the job may be in (the state machine still applies). */
   from?: readonly JobState[];
   /**
-   * When the job's storage is gone (deleted, wiped), record the status in
-   * Redis alone instead of failing: a job that cannot run must still say so.
+   * When the job's storage is gone (deleted, wiped) or unreachable, record
+   * the status in Redis alone instead of failing: a job that cannot run
+   * must still say so.
    */
   redisIfNoStorage?: boolean;
 }
@@ -127,20 +128,25 @@ export class StatusStore {
    */
   async transition(jobId: string, next: JobStatus, options: TransitionOptions = {}): Promise<TransitionResult> {
     const current = await this.read(jobId).catch((error: unknown) => {
-      if (options.redisIfNoStorage && error instanceof JobNotFoundError) return null;
+      if (options.redisIfNoStorage && storageLost(error)) return null;
       throw error;
     });
+    // The submitting token sticks to the job whoever writes next.
+    if (current?.submitted_by && !next.submitted_by) next = { ...next, submitted_by: current.submitted_by };
     const refusal = this.refusal(current, next.status, options.from);
     if (refusal) return { written: false, current, reason: refusal };
     let durable = true;
     try {
       await this.storage.writeStatus(jobId, next);
     } catch (error) {
-      if (!(options.redisIfNoStorage && error instanceof JobNotFoundError)) throw error;
+      if (!(options.redisIfNoStorage && storageLost(error))) throw error;
       durable = false;
     }
     const raced = await this.cas(jobId, next, options.from);
-    if (raced === null) return { written: true, durable };
+    if (raced === null) {
+      this.leftWaiting(jobId, next);
+      return { written: true, durable };
+    }
     // Another writer moved the job between the check and here: its record wins.
     const winner = JobStatusSchema.parse(JSON.parse(raced));
     if (durable) await this.storage.writeStatus(jobId, winner).catch(() => undefined);
@@ -230,6 +236,12 @@ export class StatusStore {
     return ids.map((jobId, index) => ({ jobId, queue: queues[index] ?? null, leased: replies[index + 1]?.[1] === 1 }));
   }
 
+  /** A job that runs or ended no longer counts against its token's waiting limit; a lost removal is pruned later. */
+  private leftWaiting(jobId: string, status: JobStatus): void {
+    if (!status.submitted_by || status.status === 'accepted' || status.status === 'queued') return;
+    this.redis.zrem(this.keys.waitingJobs(status.submitted_by), jobId).catch(() => undefined);
+  }
+
   /** Puts a record read from storage back into the cache (no announcement). */
   async cache(jobId: string, status: JobStatus): Promise<void> {
     await viaRedis(() => this.redis.set(this.keys.status(jobId), JSON.stringify(status), 'EX', STATUS_CACHE_SECONDS));
@@ -260,4 +272,8 @@ export class StatusStore {
     );
     return typeof reply === 'string' ? reply : null;
   }
+}
+
+function storageLost(error: unknown): boolean {
+  return error instanceof JobNotFoundError || error instanceof StorageUnavailableError;
 }

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, uniqueId, waitFor } from '@shepherd/testing';
-import { cudaDevices } from '../src/sheep/bare';
+import { cudaDevices } from '@shepherd/worker';
 import { echo, RUNNER_CLI, startStack, MODELS, type Stack, useFreePorts } from './harness';
 
 const port = useFreePorts(1);

@@ -10,7 +10,7 @@ import {
   waitFor,
   type RegistryHandle,
 } from '@shepherd/testing';
-import { containerHostConfig } from '../src/sheep/docker';
+import { containerHostConfig } from '@shepherd/worker';
 import { echo, echoSheep, startStack, type Stack } from './harness';
 
 // A real Docker engine and a real registry: .ci/run starts dockerd, the

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import yaml from 'js-yaml';
 import { beforeAll } from '@jest/globals';
@@ -13,8 +13,11 @@ import type { Redis } from 'ioredis';
 
 export const REPO = resolve(__dirname, '../../..');
 export const MODELS = join(REPO, 'examples/models');
-export const RUNNER_CLI = join(REPO, 'packages/runner/dist/cli.js');
-const WORKER_MAIN = join(__dirname, '../dist/main.js');
+/** Built files of the workspace packages this one depends on (turbo builds them before the tests). */
+const packageDir = (name: string) => dirname(require.resolve(`${name}/package.json`));
+export const RUNNER_CLI = join(packageDir('@shepherd/runner'), 'dist/cli.js');
+export const WORKER_MAIN = join(packageDir('@shepherd/worker'), 'dist/main.js');
+export const GATEWAY_CLI = join(packageDir('@shepherd/gateway'), 'dist/cli.js');
 
 /** A bare sheep running the TypeScript echo runner from examples/models. */
 export function echoSheep(port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {

@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis';
+import { JobStatusSchema } from '@shepherd/contracts';
+import type { RedisKeys } from './keys';
+import { viaRedis } from './redis';
+
+/**
+ * The jobs of each API token that wait (accepted or queued), for the
+ * per-token limit. Entries are added at the claim and removed when the job
+ * runs or ends; one lost removal (a crash) is pruned the next time the
+ * token is at its limit, by reading the statuses of its entries.
+ */
+export class WaitingJobs {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  async add(owner: string, jobId: string): Promise<void> {
+    await viaRedis(() => this.redis.zadd(this.keys.waitingJobs(owner), Date.now(), jobId));
+  }
+
+  async remove(owner: string, jobId: string): Promise<void> {
+    await viaRedis(() => this.redis.zrem(this.keys.waitingJobs(owner), jobId));
+  }
+
+  /** True when `owner` has fewer than `limit` jobs waiting. */
+  async below(owner: string, limit: number): Promise<boolean> {
+    const key = this.keys.waitingJobs(owner);
+    if ((await viaRedis(() => this.redis.zcard(key))) < limit) return true;
+    const ids = await viaRedis(() => this.redis.zrange(key, '0', '-1'));
+    const records = ids.length ? await viaRedis(() => this.redis.mget(...ids.map((id) => this.keys.status(id)))) : [];
+    const gone = ids.filter((_, index) => !stillWaiting(records[index] ?? null));
+    if (gone.length) await viaRedis(() => this.redis.zrem(key, ...gone));
+    return ids.length - gone.length < limit;
+  }
+}
+
+function stillWaiting(record: string | null): boolean {
+  if (record === null) return false;
+  try {
+    const status = JobStatusSchema.parse(JSON.parse(record)).status;
+    return status === 'accepted' || status === 'queued';
+  } catch {
+    return false;
+  }
+}
