@@ -1,8 +1,9 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { APP_FILTER } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import type pino from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
+import { ScopeGuard } from './auth/scopes';
 import { CoreModule } from './core/core.module';
 import { ExceptionsFilter } from './errors/exception.filter';
 import { HealthModule } from './health/health.module';
@@ -16,7 +17,10 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), HealthModule, JobsModule, SheepModule],
-      providers: [{ provide: APP_FILTER, useClass: ExceptionsFilter }],
+      providers: [
+        { provide: APP_FILTER, useClass: ExceptionsFilter },
+        { provide: APP_GUARD, useClass: ScopeGuard },
+      ],
     };
   }
 }

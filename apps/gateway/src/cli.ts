@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, runMain } from '@shepherd/config';
+import { Logger } from 'nestjs-pino';
 import { createGateway } from './gateway';
 
 const USAGE = 'usage: shepherd -c CONFIG [-h HOST] [-p PORT]';
@@ -26,6 +27,13 @@ async function main(): Promise<void> {
   const host = values.host ?? config.gateway.host;
   const app = await createGateway(config);
   await app.listen(port, host);
+  if (!config.auth && !isLoopback(host)) {
+    app.get(Logger).warn(`listening on ${host}:${port} with no API tokens: anyone who reaches this port can submit and read jobs (configure auth.tokens)`);
+  }
 }
 
 runMain(main);
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}

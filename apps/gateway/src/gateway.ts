@@ -5,8 +5,12 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import type pino from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
-import { mountBullBoard } from './admin/bull-board';
+import type { Request } from 'express';
+import { BOARD_PATH, mountBullBoard } from './admin/bull-board';
 import { AppModule } from './app.module';
+import { authMiddleware } from './auth/auth.middleware';
+
+export const DOCS_PATH = '/docs';
 
 export interface GatewayOptions {
   /** Where log lines go instead of stdout (tests). */
@@ -22,7 +26,22 @@ export async function createGateway(config: ShepherdConfig, options: GatewayOpti
     bufferLogs: true,
   });
   app.useLogger(app.get(Logger));
-  app.enableCors(); // open, like the original
+  // The job API allows the configured origins (`*`, like the original, by
+  // default); the admin pages never answer cross-origin. Before auth, so
+  // preflights (which carry no token) are answered.
+  const origins = config.gateway.corsOrigins;
+  app.enableCors((req: Request, callback: (error: Error | null, options: object) => void) => {
+    const admin = req.path === BOARD_PATH || req.path.startsWith(`${BOARD_PATH}/`);
+    callback(null, admin ? { origin: false } : { origin: origins === '*' ? '*' : origins });
+  });
+  app.use(
+    authMiddleware(config, [
+      { prefix: BOARD_PATH, scope: 'admin', basic: true },
+      { prefix: DOCS_PATH, scope: 'read' },
+      { prefix: `${DOCS_PATH}-json`, scope: 'read' },
+      { prefix: `${DOCS_PATH}-yaml`, scope: 'read' },
+    ]),
+  );
   app.enableShutdownHooks();
   const document = SwaggerModule.createDocument(
     app,
@@ -30,9 +49,11 @@ export async function createGateway(config: ShepherdConfig, options: GatewayOpti
       .setTitle('Shepherd')
       .setDescription('Runs ML models on this machine’s CPUs and GPUs through a job queue.')
       .setVersion('0.1.0')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API token from auth.tokens (when configured)' })
+      .addSecurityRequirements('bearer')
       .build(),
   );
-  SwaggerModule.setup('docs', app, document);
+  SwaggerModule.setup(DOCS_PATH.slice(1), app, document);
   mountBullBoard(app, config);
   return app;
 }

@@ -14,10 +14,15 @@ const REFRESH_MS = 2000;
 
 /**
  * Bull Board at /admin/queues: every sheep queue and every model queue,
- * including those created after start (the list is refreshed on use),
- * behind basic auth when gateway.admin_username is set.
+ * including those created after start (the list is refreshed on use).
+ * With `auth`, an admin token lets in (the auth middleware checks it; as a
+ * Basic auth password for browsers); without, gateway.admin_username's
+ * basic auth does, when set. Read-only unless `gateway.admin_board: write`:
+ * a retried or deleted job would bypass the job life (a done job run again,
+ * a queued status left with no queue entry).
  */
 export function mountBullBoard(app: NestExpressApplication, config: ShepherdConfig): void {
+  const readOnly = config.gateway.adminBoard !== 'write';
   const queues = app.get(JobQueues);
   const adapter = new ExpressAdapter();
   adapter.setBasePath(BOARD_PATH);
@@ -28,9 +33,14 @@ export function mountBullBoard(app: NestExpressApplication, config: ShepherdConf
     refreshedAt = Date.now();
     const names = [...Object.keys(config.sheep).map(sheepQueueName), ...(await queues.modelQueueNames().catch(() => []))];
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- bull-board's types name its own bullmq copy
-    board.replaceQueues(names.map((name) => new BullMQAdapter(queues.queue(name) as any)));
+    board.replaceQueues(names.map((name) => new BullMQAdapter(queues.queue(name) as any, { readOnlyMode: readOnly, allowRetries: !readOnly })));
   };
-  app.use(BOARD_PATH, basicAuth(config.gateway.admin), (req: Request, res: Response, next: NextFunction) => {
+  const adminAuth = config.auth ? undefined : config.gateway.admin;
+  app.use(BOARD_PATH, basicAuth(adminAuth), (req: Request, res: Response, next: NextFunction) => {
+    if (readOnly && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.status(405).json({ message: 'Bull Board is read-only (gateway.admin_board: write allows changes)' });
+      return;
+    }
     refresh().then(() => next(), next);
   }, adapter.getRouter());
 }

@@ -6,6 +6,7 @@ import type { ShepherdConfig } from '@shepherd/config';
 import { SheepRegistry } from '@shepherd/queue';
 import type { JobStorage } from '@shepherd/storage';
 import { CONFIG, REDIS, STORAGE } from '../core/tokens';
+import { Public, RequireScope } from '../auth/scopes';
 import { MetricsService } from './metrics.service';
 
 const CHECK_TIMEOUT_MS = 2000;
@@ -22,12 +23,14 @@ export class HealthController {
   ) {}
 
   @Get('health')
+  @Public()
   @ApiOperation({ summary: 'The process lives' })
   health(): { status: 'ok' } {
     return { status: 'ok' };
   }
 
   @Get('ready')
+  @RequireScope('read', 'metrics')
   @ApiOperation({ summary: 'Redis and storage answer (503 naming what does not); which sheep are alive' })
   async ready(@Res() res: Response): Promise<void> {
     const [redis, storage] = await Promise.all([check(() => this.redis.ping()), check(() => this.storage.ping())]);
@@ -39,6 +42,7 @@ export class HealthController {
   }
 
   @Get('metrics')
+  @RequireScope('metrics')
   @Header('Content-Type', 'text/plain; version=0.0.4')
   @ApiOperation({ summary: 'Prometheus metrics' })
   async scrape(): Promise<string> {

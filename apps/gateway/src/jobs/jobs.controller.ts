@@ -8,6 +8,8 @@ import { checkJobId, describeZodError, publicStatus, StartJobRequestSchema, type
 import { safeRelativePath, type JobFolder, type JobStorage } from '@shepherd/storage';
 import { ApiError, badRequest, unknownJob } from '../errors/api-errors';
 import { CONFIG, STORAGE } from '../core/tokens';
+import { principalOf } from '../auth/principal';
+import { RequireScope } from '../auth/scopes';
 import { ByteLimit, declaredSize, readJsonBody } from './http-body';
 import { JobsService } from './jobs.service';
 import { sendFile, wildcardPath } from './send-file';
@@ -22,6 +24,7 @@ export class JobsController {
   ) {}
 
   @Post('start-job')
+  @RequireScope('submit')
   @HttpCode(200)
   @ApiOperation({ summary: 'Queue a job; `payload` becomes inputs/input, or the inputs were uploaded first' })
   @ApiBody({ schema: z.toJSONSchema(StartJobRequestSchema) as object })
@@ -35,17 +38,19 @@ export class JobsController {
     const body = await readJsonBody(req, res, this.config.gateway.payloadLimit);
     const parsed = StartJobRequestSchema.safeParse(body);
     if (!parsed.success) throw badRequest(`Invalid job request: ${describeZodError(parsed.error)}`);
-    await this.jobs.start(parsed.data);
+    await this.jobs.start(parsed.data, principalOf(req));
     return { success: true };
   }
 
   @Get('jobs/:id/status')
+  @RequireScope('read')
   @ApiOperation({ summary: 'The status of a job' })
-  async status(@Param('id') jobId: string): Promise<JobStatus> {
-    return this.shown(await this.jobs.status(this.knownId(jobId)));
+  async status(@Param('id') jobId: string, @Req() req: Request): Promise<JobStatus> {
+    return this.shown(await this.jobs.status(this.knownId(jobId), principalOf(req)));
   }
 
   @Get('jobs/:id/wait_ready')
+  @RequireScope('read')
   @ApiOperation({ summary: 'Waits until the job is done or failed (or `timeout` seconds pass), then answers its status' })
   @ApiQuery({ name: 'timeout', required: false, description: 'seconds; without it, waits as long as the job takes' })
   async waitReady(@Param('id') jobId: string, @Query('timeout') timeout: string | undefined, @Req() req: Request): Promise<JobStatus> {
@@ -55,15 +60,16 @@ export class JobsController {
     }
     const gone = new AbortController();
     req.on('close', () => gone.abort());
-    const status = await this.jobs.waitReady(this.knownId(jobId), seconds === undefined ? undefined : seconds * 1000, gone.signal);
+    const status = await this.jobs.waitReady(this.knownId(jobId), seconds === undefined ? undefined : seconds * 1000, gone.signal, principalOf(req));
     return this.shown(status);
   }
 
   @Get(['jobs/:id/result', 'jobs/:id/result/*file'])
+  @RequireScope('read')
   @ApiOperation({ summary: 'A file of outputs/ (default `output`): 202 while running, 500 with the error if the job failed' })
-  async result(@Param('id') jobId: string, @Param('file') file: string | string[] | undefined, @Res() res: Response): Promise<void> {
+  async result(@Param('id') jobId: string, @Param('file') file: string | string[] | undefined, @Req() req: Request, @Res() res: Response): Promise<void> {
     const path = safeRelativePath(wildcardPath(file, 'output'));
-    const status = await this.jobs.status(this.knownId(jobId));
+    const status = await this.jobs.status(this.knownId(jobId), principalOf(req));
     if (status.status === 'failed') {
       res.status(500).json({ message: status.error_details?.message ?? 'The job failed' });
       return;
@@ -76,12 +82,15 @@ export class JobsController {
   }
 
   @Get(['jobs/:id/input', 'jobs/:id/input/*file'])
+  @RequireScope('read')
   @ApiOperation({ summary: 'A file of inputs/ (default `input`)' })
-  async input(@Param('id') jobId: string, @Param('file') file: string | string[] | undefined, @Res() res: Response): Promise<void> {
-    await this.send(res, this.knownId(jobId), 'inputs', wildcardPath(file, 'input'));
+  async input(@Param('id') jobId: string, @Param('file') file: string | string[] | undefined, @Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.jobs.checkAccess(this.knownId(jobId), principalOf(req));
+    await this.send(res, jobId, 'inputs', wildcardPath(file, 'input'));
   }
 
   @Put('jobs/:id/inputs/*path')
+  @RequireScope('submit')
   @HttpCode(201)
   @ApiOperation({ summary: 'Uploads one input file as the raw request body, before the job is started without payload' })
   @ApiResponse({ status: 201, description: '{"success": true, "file": "inputs/<path>"}' })

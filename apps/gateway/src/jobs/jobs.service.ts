@@ -3,9 +3,10 @@ import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
 import { checkJobId, INPUTS_FOLDER, isFinished, type JobStatus, type StartJobRequest } from '@shepherd/contracts';
-import { StatusEvents, StatusStore } from '@shepherd/queue';
+import { StatusEvents, StatusStore, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, type JobStorage } from '@shepherd/storage';
-import { badRequest, conflict, notFound, unknownJob } from '../errors/api-errors';
+import { ApiError, badRequest, conflict, notFound, unknownJob } from '../errors/api-errors';
+import { mayAccess, OPEN, type Principal } from '../auth/principal';
 import { Submitter } from './submit';
 import { CONFIG, STORAGE } from '../core/tokens';
 import { MetricsService } from '../health/metrics.service';
@@ -24,6 +25,7 @@ export class JobsService implements BeforeApplicationShutdown {
     private readonly events: StatusEvents,
     private readonly metrics: MetricsService,
     private readonly submitter: Submitter,
+    private readonly waiting: WaitingJobs,
   ) {}
 
   checkJobId(jobId: string): void {
@@ -32,22 +34,34 @@ export class JobsService implements BeforeApplicationShutdown {
   }
 
   /** Validates what the config decides, then submits (see Submitter for the steps). */
-  async start(request: StartJobRequest): Promise<void> {
+  async start(request: StartJobRequest, principal: Principal = OPEN): Promise<void> {
     this.checkJobId(request.job_id);
     if (request.sheep_id && !Object.hasOwn(this.config.sheep, request.sheep_id)) {
       throw notFound(`Sheep \`${request.sheep_id}\` does not exist`);
     }
-    await this.submitter.submit(request);
+    const owner = principal.name;
+    const limit = owner ? this.config.auth?.tokens.find((token) => token.name === owner)?.maxWaitingJobs : undefined;
+    if (owner && limit && !(await this.waiting.below(owner, limit))) {
+      throw new ApiError(429, `The token \`${owner}\` has ${limit} jobs waiting already, its limit: retry when some have started`);
+    }
+    await this.submitter.submit(request, owner);
     this.metrics.jobSubmitted(request.model);
+  }
+
+  /** 404 unless `principal` may see the job (its own, or admin); an unknown job is 404 too. */
+  async checkAccess(jobId: string, principal: Principal): Promise<void> {
+    if (principal.name === null) return;
+    await this.status(jobId, principal);
   }
 
   beforeApplicationShutdown(): void {
     this.closing.abort();
   }
 
-  async status(jobId: string): Promise<JobStatus> {
+  async status(jobId: string, principal: Principal = OPEN): Promise<JobStatus> {
     const status = await this.statuses.read(jobId);
-    if (!status) throw unknownJob(jobId);
+    // Another token's job answers as an unknown one: its existence is not told.
+    if (!status || !mayAccess(principal, status.submitted_by)) throw unknownJob(jobId);
     return status;
   }
 
@@ -55,7 +69,7 @@ export class JobsService implements BeforeApplicationShutdown {
    * Resolves with the status once the job is done or failed, or when
    * `timeoutMs` passes or `signal` aborts, with the status then.
    */
-  async waitReady(jobId: string, timeoutMs: number | undefined, signal: AbortSignal): Promise<JobStatus> {
+  async waitReady(jobId: string, timeoutMs: number | undefined, signal: AbortSignal, principal: Principal = OPEN): Promise<JobStatus> {
     let wake!: () => void;
     let announced: JobStatus | undefined;
     const woken = new Promise<void>((resolve) => (wake = resolve));
@@ -70,7 +84,7 @@ export class JobsService implements BeforeApplicationShutdown {
     signal.addEventListener('abort', onAbort);
     this.closing.signal.addEventListener('abort', onAbort);
     try {
-      const current = await this.status(jobId);
+      const current = await this.status(jobId, principal);
       if (isFinished(current)) return current;
       await woken;
       // The event carries the final status: no second read needed.

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
 import { INPUTS_FOLDER, jobStatus, type JobData, type StartJobRequest } from '@shepherd/contracts';
-import { JobQueues, RedisUnavailableError, StatusStore } from '@shepherd/queue';
+import { JobQueues, RedisUnavailableError, StatusStore, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, type JobStorage } from '@shepherd/storage';
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
 import { CONFIG, STORAGE } from '../core/tokens';
@@ -34,19 +34,23 @@ export class Submitter {
     @Inject(STORAGE) private readonly storage: JobStorage,
     private readonly statuses: StatusStore,
     private readonly queues: JobQueues,
+    private readonly waiting: WaitingJobs,
   ) {}
 
-  async submit(request: StartJobRequest): Promise<void> {
+  /** `owner`: the API token's name, remembered on the job (null on an open gateway). */
+  async submit(request: StartJobRequest, owner: string | null = null): Promise<void> {
     const jobId = request.job_id;
     const data: JobData = {
       jobId,
       model: request.model,
       ...(request.sheep_id ? { sheepId: request.sheep_id } : {}),
       enqueuedAt: new Date().toISOString(),
+      ...(owner ? { owner } : {}),
     };
     const queue = this.queues.queueName(data);
     const token = randomUUID();
-    await this.claim(jobId, request, token, queue);
+    await this.claim(jobId, request, token, queue, owner);
+    if (owner) await this.waiting.add(owner, jobId).catch(() => undefined); // pruned if it lingers
     await reachStep('claimed');
 
     const leaseMs = this.config.gateway.submitLeaseMs;
@@ -54,7 +58,7 @@ export class Submitter {
       this.statuses.renewClaim(jobId, token, leaseMs).catch(() => undefined);
     }, Math.max(100, Math.floor(leaseMs / 3)));
     try {
-      const created = await this.prepare(jobId, request, queue, token);
+      const created = await this.prepare(jobId, request, queue, token, owner);
       await this.queues.add(data).catch(async (error: unknown) => {
         // Redis answered "no": nothing was added, undo now. Redis gone: the
         // add may have landed; the claim lapses and the retry or the
@@ -67,7 +71,7 @@ export class Submitter {
     }
     await reachStep('added');
 
-    const queued = jobStatus.queued({ model: data.model, enqueuedAt: data.enqueuedAt });
+    const queued = jobStatus.queued({ model: data.model, enqueuedAt: data.enqueuedAt, owner });
     // The job is committed: whatever happens now, it runs. If Redis is away
     // here, the claim lapses and the reconciler records `queued` later.
     await this.statuses.commitClaim(jobId, queued).catch((error: unknown) => {
@@ -80,14 +84,14 @@ export class Submitter {
    * Steps 2 and 3; on failure the claim is given back (or left to lapse
    * when even that fails). True when this submit created the job's storage.
    */
-  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string): Promise<boolean> {
+  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string, owner: string | null): Promise<boolean> {
     let created = false;
     let recorded = false;
     try {
       created = await this.store(jobId, request, queue);
       await reachStep('stored');
       recorded = true; // from here a write may have landed even if it throws
-      await this.storage.writeStatus(jobId, jobStatus.queued({ model: request.model, enqueuedAt: new Date().toISOString() }));
+      await this.storage.writeStatus(jobId, jobStatus.queued({ model: request.model, enqueuedAt: new Date().toISOString(), owner }));
       await reachStep('prepared');
       return created;
     } catch (error) {
@@ -97,11 +101,11 @@ export class Submitter {
   }
 
   /** Takes the id, waiting while another submit of it is in progress. */
-  private async claim(jobId: string, request: StartJobRequest, token: string, queue: string): Promise<void> {
+  private async claim(jobId: string, request: StartJobRequest, token: string, queue: string, owner: string | null): Promise<void> {
     const leaseMs = this.config.gateway.submitLeaseMs;
     const deadline = Date.now() + leaseMs + 1000;
     for (;;) {
-      const claim = await this.statuses.claim(jobId, jobStatus.accepted(request.model), token, leaseMs, queue);
+      const claim = await this.statuses.claim(jobId, jobStatus.accepted(request.model, owner), token, leaseMs, queue);
       if (claim.kind === 'exists') throw conflict(`Job \`${jobId}\` already exists`);
       if (claim.kind === 'claimed') {
         if (claim.tookOver) this.logger.warn({ jobId }, 'took over the claim of a submit whose gateway went away');
