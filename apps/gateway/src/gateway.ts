@@ -42,7 +42,8 @@ export async function createGateway(config: ShepherdConfig, options: GatewayOpti
       { prefix: `${DOCS_PATH}-yaml`, scope: 'read' },
     ]),
   );
-  app.enableShutdownHooks();
+  // Only these: SIGUSR2 and the rest are left to the process (tests pause on SIGUSR2).
+  app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
   const document = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()

@@ -30,7 +30,7 @@ describe('health, readiness and metrics', () => {
     expect(down.status).toBe(503);
     const body = await down.json();
     expect(body).toMatchObject({ ready: false, redis: 'up' });
-    expect(body.storage).toMatch(/^down: S3 storage at .* is unavailable/);
+    expect(body.storage).toBe('down'); // why goes to the log, not to callers
     // A fresh directory: s3rver answers ListBuckets with 500 on a directory it held before.
     s3 = await startS3Server({ port });
     await waitFor(async () => (await fetch(`${gw.url}/ready`)).status === 200, 5000, 'ready again');

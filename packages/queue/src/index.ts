@@ -7,3 +7,4 @@ export * from './sheep-registry';
 export * from './work-signal';
 export * from './metrics-store';
 export * from './waiting-jobs';
+export * from './uploads-in-flight';

@@ -2,7 +2,7 @@ import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { RedisUnavailableError, viaRedis } from './redis';
 
 /** Finished jobs BullMQ keeps for inspection (Bull Board); the status record is the lasting one. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -28,11 +28,35 @@ export class JobQueues {
   queue(name: string): Queue {
     let queue = this.queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: this.connection, prefix: this.keys.prefix });
-      queue.on('error', () => undefined); // surfaced on the calls themselves
-      this.queues.set(name, queue);
+      const created = new Queue(name, { connection: this.connection, prefix: this.keys.prefix });
+      created.on('error', () => undefined); // surfaced on the calls themselves
+      // BullMQ keeps a failed first setup (Redis was down) for good: forget
+      // such a queue, so the next call builds a fresh one.
+      created.waitUntilReady().catch(() => this.evict(name, created));
+      this.queues.set(name, (queue = created));
     }
     return queue;
+  }
+
+  private evict(name: string, queue: Queue): void {
+    if (this.queues.get(name) !== queue) return;
+    this.queues.delete(name);
+    queue.close().catch(() => undefined);
+  }
+
+  /**
+   * A call on a queue that answers 503 at once while Redis is away (a
+   * producer must not hang on a reconnect) and drops the queue if it broke.
+   */
+  private async onQueue<T>(name: string, call: (queue: Queue) => Promise<T>): Promise<T> {
+    if (this.connection.status !== 'ready') throw new RedisUnavailableError(`Redis is unreachable (connection ${this.connection.status})`);
+    const queue = this.queue(name);
+    try {
+      return await viaRedis(() => call(queue));
+    } catch (error) {
+      if (error instanceof RedisUnavailableError) this.evict(name, queue);
+      throw error;
+    }
   }
 
   /** Adds the job with its job id as BullMQ's id: adding the same id twice keeps one job. */
@@ -41,8 +65,8 @@ export class JobQueues {
     // Sent before the add on the same connection, so Redis applies it first;
     // not awaited, to save a round trip (if Redis is down the add fails too).
     if (!data.sheepId) this.connection.sadd(this.keys.modelQueues, name).catch(() => undefined);
-    await viaRedis(() =>
-      this.queue(name).add('job', data, {
+    await this.onQueue(name, (queue) =>
+      queue.add('job', data, {
         jobId: queueJobId(data.jobId),
         removeOnComplete: KEEP_COMPLETED,
         removeOnFail: KEEP_FAILED,
@@ -54,7 +78,7 @@ export class JobQueues {
 
   /** The queued job of `jobId` on `queueName`, in any state BullMQ keeps (waiting, active, delayed, finished). */
   async find(queueName: string, jobId: string): Promise<Job<JobData> | null> {
-    const job = (await viaRedis(() => this.queue(queueName).getJob(queueJobId(jobId)))) as Job<JobData> | undefined;
+    const job = (await this.onQueue(queueName, (queue) => queue.getJob(queueJobId(jobId)))) as Job<JobData> | undefined;
     return job ?? null;
   }
 

@@ -58,6 +58,11 @@ export class RedisKeys {
     return `${this.prefix}:waiting:${owner}`;
   }
 
+  /** Counter of uploads to a job still streaming; a start waits for none. */
+  uploads(jobId: string): string {
+    return `${this.prefix}:uploads:${jobId}`;
+  }
+
   /** Hash: `sheep|model|status` -> finished jobs. */
   get finishedMetrics(): string {
     return `${this.prefix}:metrics:finished`;

@@ -35,8 +35,11 @@ export class FileNotFoundError extends Error {
 
 /** A file path that is empty, absolute, or climbs out of the job (`..`). The gateway answers 400. */
 export class InvalidPathError extends Error {
-  constructor(readonly path: string) {
-    super(`Invalid file path ${JSON.stringify(path)}: use a relative path without "." or ".." segments`);
+  constructor(
+    readonly path: string,
+    rule = 'use a relative path without "." or ".." segments',
+  ) {
+    super(`Invalid file path ${JSON.stringify(path.length > 100 ? `${path.slice(0, 100)}…` : path)}: ${rule}`);
     this.name = 'InvalidPathError';
   }
 }

@@ -1,3 +1,4 @@
+import { finished } from 'node:stream/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Readable } from 'node:stream';
@@ -115,9 +116,12 @@ export class S3Storage implements JobStorage {
       // minio reads each part (64 MB; the whole file when `size` is smaller) into memory to sign
       // it. A file under that goes in one PUT, so a failing source uploads nothing; without
       // `size` minio goes multipart, which s3rver lacks.
-      await this.client.putObject(bucket, key, body, size).catch((error) => {
+      const put = this.client.putObject(bucket, key, body, size).catch((error) => {
         throw codeOf(error) === 'NoSuchBucket' ? new JobNotFoundError(jobId) : error;
       });
+      // minio waits forever on a source destroyed before its end (a client
+      // that gave up mid-upload): a broken source fails the put at once.
+      await Promise.race([put, finished(body, { writable: false }).then(() => put)]);
     });
   }
 

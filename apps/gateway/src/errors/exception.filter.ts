@@ -10,6 +10,9 @@ import {
 } from '@shepherd/storage';
 import { ApiError } from './api-errors';
 
+export const STORAGE_DOWN = 'Storage is unavailable; retry later';
+export const REDIS_DOWN = 'Redis is unavailable; retry later';
+
 interface Answer {
   status: number;
   message: string;
@@ -23,7 +26,8 @@ export class ExceptionsFilter implements ExceptionFilter {
   catch(error: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
     const answer = this.answer(error);
-    if (answer.status >= 500) this.logger.error({ err: error }, answer.message);
+    if (answer.status === 503) this.logger.warn({ err: error }, (error as Error).message);
+    else if (answer.status >= 500) this.logger.error({ err: error }, answer.message);
     if (response.headersSent) {
       response.destroy();
       return;
@@ -35,8 +39,9 @@ export class ExceptionsFilter implements ExceptionFilter {
 
   private answer(error: unknown): Answer {
     if (error instanceof ApiError) return { status: error.status, message: error.message };
-    if (error instanceof StorageUnavailableError) return { status: 503, message: error.message };
-    if (error instanceof RedisUnavailableError) return { status: 503, message: error.message };
+    // The details (addresses, paths) are for the log, not for whoever asked.
+    if (error instanceof StorageUnavailableError) return { status: 503, message: STORAGE_DOWN };
+    if (error instanceof RedisUnavailableError) return { status: 503, message: REDIS_DOWN };
     if (error instanceof JobNotFoundError || error instanceof FileNotFoundError) return { status: 404, message: error.message };
     if (error instanceof JobExistsError) return { status: 409, message: error.message };
     if (error instanceof InvalidPathError) return { status: 400, message: error.message };

@@ -1,4 +1,4 @@
-import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { Controller, Get, Header, Inject, Logger, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { Redis } from 'ioredis';
@@ -14,6 +14,8 @@ const CHECK_TIMEOUT_MS = 2000;
 @ApiTags('health')
 @Controller()
 export class HealthController {
+  private readonly logger = new Logger('Health');
+
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
     @Inject(REDIS) private readonly redis: Redis,
@@ -33,7 +35,10 @@ export class HealthController {
   @RequireScope('read', 'metrics')
   @ApiOperation({ summary: 'Redis and storage answer (503 naming what does not); which sheep are alive' })
   async ready(@Res() res: Response): Promise<void> {
-    const [redis, storage] = await Promise.all([check(() => this.redis.ping()), check(() => this.storage.ping())]);
+    const [redis, storage] = await Promise.all([
+      check(() => this.redis.ping(), 'redis', this.logger),
+      check(() => this.storage.ping(), 'storage', this.logger),
+    ]);
     const ids = Object.keys(this.config.sheep);
     const states = redis === 'up' ? await this.sheep.read(ids).catch(() => new Map()) : new Map();
     const sheep = Object.fromEntries(ids.map((id) => [id, Boolean(states.get(id))]));
@@ -50,13 +55,15 @@ export class HealthController {
   }
 }
 
-async function check(call: () => Promise<unknown>): Promise<string> {
+/** 'up' or 'down'; why it is down goes to the log (it names internal addresses). */
+async function check(call: () => Promise<unknown>, what: string, logger: Logger): Promise<string> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([call(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no answer')), CHECK_TIMEOUT_MS)))]);
     return 'up';
   } catch (error) {
-    return `down: ${(error as Error).message}`;
+    logger.warn({ err: error }, `${what} is down: ${(error as Error).message}`);
+    return 'down';
   } finally {
     clearTimeout(timer);
   }

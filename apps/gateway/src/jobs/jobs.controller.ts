@@ -53,14 +53,10 @@ export class JobsController {
   @RequireScope('read')
   @ApiOperation({ summary: 'Waits until the job is done or failed (or `timeout` seconds pass), then answers its status' })
   @ApiQuery({ name: 'timeout', required: false, description: 'seconds; without it, waits as long as the job takes' })
-  async waitReady(@Param('id') jobId: string, @Query('timeout') timeout: string | undefined, @Req() req: Request): Promise<JobStatus> {
-    const seconds = timeout === undefined ? undefined : Number(timeout);
-    if (seconds !== undefined && !(Number.isFinite(seconds) && seconds >= 0)) {
-      throw badRequest(`Invalid timeout ${JSON.stringify(timeout)}: expected a number of seconds`);
-    }
+  async waitReady(@Param('id') jobId: string, @Query('timeout') timeout: string | string[] | undefined, @Req() req: Request): Promise<JobStatus> {
     const gone = new AbortController();
     req.on('close', () => gone.abort());
-    const status = await this.jobs.waitReady(this.knownId(jobId), seconds === undefined ? undefined : seconds * 1000, gone.signal, principalOf(req));
+    const status = await this.jobs.waitReady(this.knownId(jobId), waitTimeoutMs(timeout), gone.signal, principalOf(req));
     return this.shown(status);
   }
 
@@ -100,7 +96,7 @@ export class JobsController {
     const limit = this.config.gateway.uploadLimit;
     const size = declaredSize(req, limit);
     const file = safeRelativePath(wildcardPath(path, ''));
-    const limited = new ByteLimit(limit);
+    const limited = new ByteLimit(limit, size);
     limited.on('error', () => undefined); // reported through the two promises below
     // Both sides must settle before answering, so a failed upload has
     // cleaned up by the time the client hears of it.
@@ -129,4 +125,17 @@ export class JobsController {
   private shown(status: JobStatus): JobStatus {
     return publicStatus(status, this.config.debug);
   }
+}
+
+/** Timers hold at most 2^31-1 ms (about 24.8 days); a longer wait is a wait without a timeout. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** `timeout` in seconds, written as a plain decimal number: "", "0x10", "1e3" and "-1" are refused. */
+function waitTimeoutMs(timeout: string | string[] | undefined): number | undefined {
+  if (timeout === undefined) return undefined;
+  if (typeof timeout !== 'string' || !/^\d+(\.\d+)?$/.test(timeout)) {
+    throw badRequest(`Invalid timeout ${JSON.stringify(timeout)}: expected a number of seconds such as 30 or 2.5`);
+  }
+  const ms = Number(timeout) * 1000;
+  return ms > MAX_TIMER_MS ? undefined : ms;
 }

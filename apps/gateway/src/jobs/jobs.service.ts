@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
 import { checkJobId, INPUTS_FOLDER, isFinished, type JobStatus, type StartJobRequest } from '@shepherd/contracts';
-import { StatusEvents, StatusStore, WaitingJobs } from '@shepherd/queue';
+import { StatusEvents, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, type JobStorage } from '@shepherd/storage';
 import { ApiError, badRequest, conflict, notFound, unknownJob } from '../errors/api-errors';
 import { mayAccess, OPEN, type Principal } from '../auth/principal';
@@ -26,6 +26,7 @@ export class JobsService implements BeforeApplicationShutdown {
     private readonly metrics: MetricsService,
     private readonly submitter: Submitter,
     private readonly waiting: WaitingJobs,
+    private readonly uploads: UploadsInFlight,
   ) {}
 
   checkJobId(jobId: string): void {
@@ -100,6 +101,18 @@ export class JobsService implements BeforeApplicationShutdown {
   /** Input uploads go to jobs not started yet; creates the job's storage on the first file. */
   async upload(jobId: string, path: string, body: Readable, size: number | undefined): Promise<void> {
     this.checkJobId(jobId);
+    // Counted before the check, so a start racing this upload sees one or the other.
+    await this.uploads.begin(jobId);
+    const renew = setInterval(() => void this.uploads.renew(jobId).catch(() => undefined), 10_000);
+    try {
+      await this.store(jobId, path, body, size);
+    } finally {
+      clearInterval(renew);
+      await this.uploads.end(jobId).catch(() => undefined);
+    }
+  }
+
+  private async store(jobId: string, path: string, body: Readable, size: number | undefined): Promise<void> {
     const status = await this.statuses.read(jobId);
     if (status) throw conflict(`Job \`${jobId}\` was already started: its inputs can no longer change`);
     let created = false;

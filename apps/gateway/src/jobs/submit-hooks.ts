@@ -19,6 +19,7 @@ export async function reachStep(step: SubmitStep): Promise<void> {
     process.kill(process.pid, 'SIGKILL');
     await new Promise(() => undefined); // the signal lands before anything else runs
   }
+  const resumed = new Promise<void>((resolve) => process.once('SIGUSR2', () => resolve()));
   process.stderr.write(`submit paused at ${step}\n`);
-  await new Promise<void>((resolve) => process.once('SIGUSR2', () => resolve()));
+  await resumed;
 }

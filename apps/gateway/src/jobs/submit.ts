@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
 import { INPUTS_FOLDER, jobStatus, type JobData, type StartJobRequest } from '@shepherd/contracts';
-import { JobQueues, RedisUnavailableError, StatusStore, WaitingJobs } from '@shepherd/queue';
-import { JobExistsError, type JobStorage } from '@shepherd/storage';
+import { JobQueues, RedisUnavailableError, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
+import { JobExistsError, JobNotFoundError, type JobStorage } from '@shepherd/storage';
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
 import { CONFIG, STORAGE } from '../core/tokens';
 import { reachStep } from './submit-hooks';
@@ -35,6 +35,7 @@ export class Submitter {
     private readonly statuses: StatusStore,
     private readonly queues: JobQueues,
     private readonly waiting: WaitingJobs,
+    private readonly uploads: UploadsInFlight,
   ) {}
 
   /** `owner`: the API token's name, remembered on the job (null on an open gateway). */
@@ -132,7 +133,14 @@ export class Submitter {
       return created;
     }
     await this.refuseExisting(jobId, queue);
-    if (!(await this.storage.jobExists(jobId))) {
+    if (await this.uploads.any(jobId)) {
+      throw unavailable(`An upload to job \`${jobId}\` is still in progress: start the job once it has finished`);
+    }
+    const inputs = await this.storage.listFiles(jobId, INPUTS_FOLDER).catch((error: unknown) => {
+      if (error instanceof JobNotFoundError) return [];
+      throw error;
+    });
+    if (inputs.length === 0) {
       throw notFound(`Data for job \`${jobId}\` does not exist: upload its inputs first or give a payload`);
     }
     return false;
