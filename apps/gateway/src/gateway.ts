@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import type pino from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
@@ -9,6 +9,7 @@ import type { Request } from 'express';
 import { BOARD_PATH, mountBullBoard } from './admin/bull-board';
 import { AppModule } from './app.module';
 import { authMiddleware } from './auth/auth.middleware';
+import { buildApiDocument } from './openapi/api-document';
 
 export const DOCS_PATH = '/docs';
 
@@ -44,16 +45,7 @@ export async function createGateway(config: ShepherdConfig, options: GatewayOpti
   );
   // Only these: SIGUSR2 and the rest are left to the process (tests pause on SIGUSR2).
   app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Shepherd')
-      .setDescription('Runs ML models on this machine’s CPUs and GPUs through a job queue.')
-      .setVersion('0.1.0')
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API token from auth.tokens (when configured)' })
-      .addSecurityRequirements('bearer')
-      .build(),
-  );
+  const document = buildApiDocument(app);
   SwaggerModule.setup(DOCS_PATH.slice(1), app, document);
   mountBullBoard(app, config);
   return app;

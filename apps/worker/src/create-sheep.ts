@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
-import { JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusStore, WorkSignal } from '@shepherd/queue';
+import { CancelSignal, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusStore, WorkSignal } from '@shepherd/queue';
 import type { JobStorage } from '@shepherd/storage';
 import { HeldJobs } from './held-jobs';
 import { JobRunner } from './job-run';
@@ -33,6 +33,9 @@ export function createSheepWorker(deps: SheepWorkerDeps): SheepWorker {
   const registry = new SheepRegistry(redis, keys);
   const metrics = new MetricsStore(redis, keys);
   const signal = new WorkSignal(subscriber, keys);
+  const cancels = new CancelSignal(redis, keys);
+  // Subscribed before any job is taken; the wake-up channel shares the connection.
+  void cancels.listen(subscriber).catch((error: unknown) => log.warn({ err: error }, 'could not subscribe to cancels; cancelled jobs stop at their next step'));
   const queues = new JobQueues(redis, keys);
   const staging = new Staging(storage, join(resolve(config.dataRoot), sheepId));
   const stopping = new AbortController();
@@ -57,6 +60,6 @@ export function createSheepWorker(deps: SheepWorkerDeps): SheepWorker {
   });
   const jobs = new JobRunner({ sheepId, runner, staging, statuses, metrics, maxAttempts: config.worker.maxAttempts, stopping: stopping.signal, log });
   const held = new HeldJobs({ sheepId, redis, keys, queues, lockDurationMs: config.worker.lockDurationMs, log });
-  const worker = new SheepWorker({ sheepId, worker: config.worker, host, runner, staging, source, jobs, settler, held, registry, signal, stopping, log });
+  const worker = new SheepWorker({ sheepId, worker: config.worker, host, runner, staging, source, jobs, settler, held, registry, signal, cancels, stopping, log });
   return worker;
 }

@@ -22,6 +22,22 @@ export class RunnerDiedError extends Error {
   }
 }
 
+/**
+ * The worker stopped the runner on purpose (`Runner.abort`: a cancel, a job
+ * timeout) while this job was in it. Not a RunnerDiedError: the job is not
+ * run again; it fails with `reason`.
+ */
+export class RunnerStoppedError extends Error {
+  constructor(
+    readonly reason: string,
+    /** How the runner ended; absent when it was stopped before it ran. */
+    readonly exit?: RunnerExit,
+  ) {
+    super(reason);
+    this.name = 'RunnerStoppedError';
+  }
+}
+
 export interface RunnerExit {
   code: number | null;
   signal: string | null;

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
-import { isFinished, jobStatus, type ErrorDetails, type JobStatus } from '@shepherd/contracts';
-import type { MetricsStore, StatusStore, TransitionResult } from '@shepherd/queue';
+import { isFinished, jobStatus, notStartedError, timedOutError, type ErrorDetails, type JobStatus } from '@shepherd/contracts';
+import { priorityBand, type MetricsStore, type StatusStore, type TransitionResult } from '@shepherd/queue';
 import type { RunnerResult } from '@shepherd/runner';
 import { JobNotFoundError, StorageUnavailableError } from '@shepherd/storage';
-import { RunnerDiedError, RunnerStartError } from './errors';
+import { RunnerDiedError, RunnerStartError, RunnerStoppedError } from './errors';
 import type { TakenJob } from './job-source';
 import type { Runner } from './runner';
 import type { Staging } from './staging';
@@ -18,6 +18,12 @@ export interface HeldJob extends TakenJob {
   processingWritten?: Promise<TransitionResult | null>;
   /** Set on shutdown: a job not yet in the runner goes back to the queue. */
   handBack?: boolean;
+  /** Set when a cancel arrives: the job is not run, or its runner is stopped; nothing is saved. */
+  cancelled?: boolean;
+  /** Set when its runner time passed `timeoutMs` and the runner is being stopped. */
+  timedOut?: boolean;
+  /** Set while the runner works on this job (not while it waits behind another). */
+  inRunner?: boolean;
 }
 
 /** How a run ended; settle.ts records it. */
@@ -25,7 +31,9 @@ export type Outcome =
   /** The runner answered and the outputs are in storage. */
   | { kind: 'done' }
   /** `dataGone`: the job's storage no longer exists; its status can live only in Redis. */
-  | { kind: 'failed'; details: ErrorDetails; dataGone?: boolean }
+  | { kind: 'failed'; details: ErrorDetails; dataGone?: boolean; timedOut?: boolean }
+  /** Cancelled by a client: its status says so already; outputs are dropped. */
+  | { kind: 'cancelled' }
   /**
    * Back to the queue. `counts`: bounded and delayed (storage away, an
    * outcome that could not be recorded); a shutdown does not count.
@@ -49,6 +57,7 @@ export interface JobRunnerOptions {
 }
 
 const SHUTDOWN: Outcome = { kind: 'handBack', reason: 'the worker is stopping', counts: false };
+const CANCELLED: Outcome = { kind: 'cancelled' };
 
 /**
  * Runs one job: stages its inputs while the runner works on earlier jobs,
@@ -59,14 +68,20 @@ const SHUTDOWN: Outcome = { kind: 'handBack', reason: 'the worker is stopping', 
 export class JobRunner {
   /** Jobs are handed to the runner in the order they were taken. */
   private dispatchChain: Promise<unknown> = Promise.resolve();
+  /** Settles when the runner has answered every job handed to it so far: the next one starts then. */
+  private runnerFree: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: JobRunnerOptions) {}
 
   async run(held: HeldJob): Promise<Outcome> {
-    const { jobId, enqueuedAt } = held.data;
+    const { jobId, enqueuedAt, startBy, priority } = held.data;
     const { metrics, sheepId, staging, statuses } = this.options;
     const log = this.options.log.child({ jobId });
-    metrics.observe('queue_wait', sheepId, Math.max(0, Date.now() - Date.parse(enqueuedAt)) / 1000);
+    // Taken too late (its queue timeout passed while no sheep was free): it fails, as the gateway's sweeper would.
+    if (startBy && Date.now() > startBy) return failed(notStartedError(held.data));
+    const waited = Math.max(0, Date.now() - Date.parse(enqueuedAt)) / 1000;
+    metrics.observe('queue_wait', sheepId, waited);
+    metrics.observe('queue_wait_by_priority', priorityBand(priority), waited);
     const stagingStarted = performance.now();
     const staged = staging.stageInputs(jobId).then(
       () => metrics.observe('input_staging', sheepId, (performance.now() - stagingStarted) / 1000),
@@ -83,7 +98,11 @@ export class JobRunner {
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       );
-      if ('result' in answered) return this.finish(held, answered.result, log);
+      if (held.cancelled) return CANCELLED; // whatever the runner said: nothing is kept
+      if ('result' in answered) return this.finish(held, answered.result, log); // in time, even if the timer just fired
+      if (held.timedOut && answered.error instanceof RunnerStoppedError) {
+        return { kind: 'failed', details: timedOutError(held.data.timeoutMs ?? 0), timedOut: true };
+      }
       // A runner stopped for shutdown fails what it holds: those jobs go back.
       if (this.options.stopping.aborted) return SHUTDOWN;
       const error = answered.error;
@@ -108,6 +127,7 @@ export class JobRunner {
     const { runner, metrics, sheepId, staging } = this.options;
     const { jobId, model } = held.data;
     if (held.handBack) return SHUTDOWN;
+    if (held.cancelled) return CANCELLED;
     const stageError = await staged;
     if (stageError) return undispatched(stageError);
     const status = await before;
@@ -127,9 +147,11 @@ export class JobRunner {
       return undispatched(error);
     }
     if (held.handBack) return SHUTDOWN;
+    if (held.cancelled) return CANCELLED;
     const submitted = performance.now();
     const answer = runner.submit(live, jobId, staging.root);
     void answer.then(() => metrics.observe('runner', sheepId, (performance.now() - submitted) / 1000), () => undefined);
+    this.watch(held, answer, log);
     if (before) {
       // Written while the runner already works: off the job's critical path.
       held.startedAt = new Date().toISOString();
@@ -138,9 +160,54 @@ export class JobRunner {
     return { answer };
   }
 
+  /**
+   * The job's runner time starts when the runner has answered the jobs
+   * handed over before it; from then on a cancel or its time limit stops
+   * the runner (the jobs behind it run again on a fresh one).
+   */
+  private watch(held: HeldJob, answer: Promise<RunnerResult>, log: Logger): void {
+    const before = this.runnerFree;
+    const settled = answer.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.runnerFree = Promise.all([before, settled]);
+    let timer: NodeJS.Timeout | undefined;
+    void before.then(() => {
+      if (held.cancelled) return void this.stopFor(held, 'cancelled', log);
+      held.inRunner = true;
+      const limit = held.data.timeoutMs;
+      if (limit) {
+        timer = setTimeout(() => {
+          held.timedOut = true;
+          void this.stopFor(held, `timed out after ${limit / 1000} s`, log);
+        }, limit);
+      }
+    });
+    void settled.then(() => {
+      held.inRunner = false;
+      clearTimeout(timer);
+    });
+  }
+
+  /** Cancels a job this sheep holds: not run if it has not started, else its runner is stopped. */
+  cancel(held: HeldJob, log: Logger): void {
+    held.cancelled = true;
+    if (held.inRunner) void this.stopFor(held, 'cancelled', log);
+  }
+
+  private async stopFor(held: HeldJob, reason: string, log: Logger): Promise<void> {
+    const started = performance.now();
+    const stopped = await this.options.runner.abort(reason, held.data.jobId).catch((error: unknown) => {
+      log.warn({ err: error }, 'could not stop the runner');
+      return false;
+    });
+    if (stopped) log.warn({ reason, ms: Math.round(performance.now() - started) }, 'runner stopped for the job');
+  }
+
   private async markProcessing(held: HeldJob, log: Logger): Promise<TransitionResult | null> {
     const { jobId, model, enqueuedAt } = held.data;
-    const record = jobStatus.processing({ model, enqueuedAt, startedAt: held.startedAt });
+    const record = jobStatus.processing({ model, enqueuedAt, startedAt: held.startedAt, sheepId: this.options.sheepId });
     try {
       // `processing` too: a job taken up again after its worker died.
       const result = await this.options.statuses.transition(jobId, record, { from: ['queued', 'accepted', 'processing'] });

@@ -138,7 +138,7 @@ export class JobSource {
     const held = heldModel ? modelQueueName(heldModel) : undefined;
     const names = (await queues.modelQueueNames()).filter((name) => name !== held);
     const [counts, others] = await Promise.all([
-      Promise.all(names.map((name) => queues.queue(name).getWaitingCount())),
+      Promise.all(names.map((name) => queues.waitingCount(name))),
       registry.read(otherSheep),
     ]);
     const heldByOthers = new Set(

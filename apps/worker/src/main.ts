@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   let host: RunnerHost;
   const stopTimeoutMs = config.worker.stopTimeoutMs;
   if (sheep.type === 'bare') host = new BareRunnerHost({ sheepId, config: sheep, stopTimeoutMs });
-  else host = new DockerRunnerHost({ sheepId, config: sheep, registry: config.registry, dataRoot: join(resolve(config.dataRoot), sheepId), stopTimeoutMs, log });
+  else host = new DockerRunnerHost({ sheepId, deployment: config.redis.prefix, config: sheep, registry: config.registry, dataRoot: join(resolve(config.dataRoot), sheepId), log });
 
   const redis = createRedis(config.redis.url, 'worker');
   const subscriber = createRedis(config.redis.url, 'subscriber');

@@ -54,7 +54,9 @@ export class Settler {
         case 'done':
           return await this.done(held, log);
         case 'failed':
-          return await this.failed(held, outcome.details, log, { dataGone: outcome.dataGone });
+          return await this.failed(held, outcome.details, log, { dataGone: outcome.dataGone, timedOut: outcome.timedOut });
+        case 'cancelled':
+          return await this.cancelled(held, log);
         case 'alreadyFinal':
           return await this.mirror(held, outcome.status, log);
         case 'handBack':
@@ -117,7 +119,23 @@ export class Settler {
   }
 
   /** `final`: the hand-backs are spent, so the job fails in BullMQ even if its status cannot be written. */
-  private async failed(held: HeldJob, details: ErrorDetails, log: Logger, how: { dataGone?: boolean; final?: boolean }): Promise<Settled> {
+  /** Cancelled by a client (the gateway recorded it): the BullMQ job fails, nothing of it is kept. */
+  private async cancelled(held: HeldJob, log: Logger): Promise<Settled> {
+    const { jobId, model } = held.data;
+    const current = await this.options.statuses.read(jobId).catch(() => null);
+    let status: JobState | null = null;
+    if (current && !isFinished(current)) {
+      const written = await this.write(jobId, jobStatus.cancelled(lifeOf(current)), { from: ENDED_FROM, redisIfNoStorage: true }, log);
+      if ('written' in written && written.written) status = 'cancelled';
+    }
+    this.options.metrics.jobFinished(this.options.sheepId, model, 'cancelled');
+    log.info('job cancelled');
+    const movedTo = await this.move(log, 'failed', () => held.job.moveToFailed(new UnrecoverableError('Cancelled'), held.token, false));
+    await this.forgetHandBacks(jobId);
+    return { status, movedTo };
+  }
+
+  private async failed(held: HeldJob, details: ErrorDetails, log: Logger, how: { dataGone?: boolean; final?: boolean; timedOut?: boolean }): Promise<Settled> {
     const { jobId, model } = held.data;
     log.warn({ error: details.message }, 'job failed');
     const record = jobStatus.failed(this.life(held), details);
@@ -129,7 +147,7 @@ export class Settler {
       return this.mirror(held, written.current, log);
     }
     const recorded = 'written' in written && written.written;
-    if (recorded) this.options.metrics.jobFinished(this.options.sheepId, model, 'failed');
+    if (recorded) this.options.metrics.jobFinished(this.options.sheepId, model, how.timedOut ? 'timed_out' : 'failed');
     const movedTo = await this.move(log, 'failed', () => held.job.moveToFailed(new UnrecoverableError(details.message), held.token, false));
     await this.forgetHandBacks(jobId);
     return { status: recorded ? 'failed' : null, movedTo };
@@ -219,6 +237,6 @@ export class Settler {
   }
 
   private life(held: HeldJob): JobLife {
-    return { model: held.data.model, enqueuedAt: held.data.enqueuedAt, startedAt: held.startedAt ?? null };
+    return { model: held.data.model, enqueuedAt: held.data.enqueuedAt, startedAt: held.startedAt ?? null, sheepId: this.options.sheepId };
   }
 }

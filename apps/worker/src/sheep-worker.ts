@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { WorkerConfig } from '@shepherd/config';
 import type { Model, SheepState } from '@shepherd/contracts';
-import type { SheepRegistry, WorkSignal } from '@shepherd/queue';
+import type { CancelSignal, SheepRegistry, WorkSignal } from '@shepherd/queue';
 import type { HeldJobs } from './held-jobs';
 import type { HeldJob, JobRunner, Outcome } from './job-run';
 import type { JobSource, TakenJob } from './job-source';
@@ -23,6 +23,7 @@ export interface SheepParts {
   held: HeldJobs;
   registry: SheepRegistry;
   signal: WorkSignal;
+  cancels: CancelSignal;
   /** Aborted by stop(); the JobRunner watches the same one. */
   stopping: AbortController;
   log: Logger;
@@ -61,6 +62,7 @@ export class SheepWorker {
     await staging.reset();
     await host.cleanup();
     await signal.start();
+    this.parts.cancels.onCancel((jobId) => this.cancel(jobId));
     // Before taking new jobs: what a killed worker of this sheep held goes back first.
     await held.returnLeftovers(settler).catch((error: unknown) => {
       this.parts.log.warn({ err: error }, 'could not return the jobs the previous worker held; they return when their locks lapse');
@@ -106,6 +108,13 @@ export class SheepWorker {
     await allSettled();
     await source.close();
     await registry.remove(sheepId).catch(() => undefined);
+  }
+
+  /** A client cancelled `jobId`: if this sheep holds it, it is not run or its runner is stopped. */
+  private cancel(jobId: string): void {
+    for (const held of this.inHand) {
+      if (held.data.jobId === jobId) this.parts.jobs.cancel(held, this.parts.log.child({ jobId }));
+    }
   }
 
   private async takeJobs(): Promise<void> {

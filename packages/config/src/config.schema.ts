@@ -103,12 +103,39 @@ export const ConfigSchema = z
         shutdown_grace: durationField().default(60_000),
         /** BullMQ lock of a job in hand; a dead worker's jobs are taken up again after it lapses. */
         lock_duration: durationField().default(30_000),
+        /** Default runner time limit of a job (`timeout` on start-job or models.* win); none when unset. */
+        job_timeout: durationField().optional(),
+        /** Cap on any job's runner time limit, asked for or configured. */
+        max_job_timeout: durationField().optional(),
+        /** Default time a job may wait for a sheep; none when unset. */
+        queue_timeout: durationField().optional(),
         /** Fallback poll of the queues, besides the wake-up each new job sends. */
         poll_interval: durationField().default(1000),
         /** Times a job may go back to its queue (storage away, a failure that could not be recorded) before it fails. */
         max_hand_backs: intField(1, 1000).default(10),
         /** First wait before a handed-back job runs again; doubles each time, up to a minute. */
         hand_back_delay: durationField().default(1000),
+      })
+      .prefault({}),
+    /**
+     * Per-model defaults, keyed by `name` or `name:version` (the version's
+     * entry wins): `timeout` (runner time) and `queue_timeout` (wait for a sheep).
+     */
+    models: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/, 'expected `name` or `name:version`'),
+        z.strictObject({ timeout: durationField().optional(), queue_timeout: durationField().optional() }),
+      )
+      .default({}),
+    /** How long finished jobs are kept (storage, Redis, queues); kept for good when unset, as in the original. */
+    retention: z
+      .strictObject({
+        done: durationField().optional(),
+        failed: durationField().optional(),
+        /** Defaults to `failed`'s. */
+        cancelled: durationField().optional(),
+        /** How often the sweeper looks. */
+        interval: durationField().default(60_000),
       })
       .prefault({}),
     /** API tokens; without them every route is open, as in the original. */
@@ -152,10 +179,20 @@ export const ConfigSchema = z
       shutdownGraceMs: c.worker.shutdown_grace,
       lockDurationMs: c.worker.lock_duration,
       pollIntervalMs: c.worker.poll_interval,
+      jobTimeoutMs: c.worker.job_timeout,
+      maxJobTimeoutMs: c.worker.max_job_timeout,
+      queueTimeoutMs: c.worker.queue_timeout,
       maxHandBacks: c.worker.max_hand_backs,
       handBackDelayMs: c.worker.hand_back_delay,
     },
     auth: c.auth,
+    models: Object.fromEntries(Object.entries(c.models).map(([key, m]) => [key, { timeoutMs: m.timeout, queueTimeoutMs: m.queue_timeout }])),
+    retention: {
+      doneMs: c.retention.done,
+      failedMs: c.retention.failed,
+      cancelledMs: c.retention.cancelled ?? c.retention.failed,
+      intervalMs: c.retention.interval,
+    },
     debug: c.debug ?? false,
   }));
 

@@ -37,15 +37,15 @@ export function sizeField() {
 
 export const nonEmpty = () => z.string().min(1);
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** A duration in milliseconds: a number of seconds, or a string such as "500ms", "10s", "2m". */
+/** A duration in milliseconds: a number of seconds, or a string such as "500ms", "10s", "2m", "1h", "7d". */
 export function durationField() {
   return z.preprocess(
     (value) => {
       if (typeof value === 'number') return Math.round(value * 1000);
       if (typeof value !== 'string') return value;
-      const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(value);
+      const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
       return match ? Math.round(Number(match[1]) * (DURATION_UNITS[match[2]?.toLowerCase() ?? ''] ?? 1000)) : value;
     },
     z.number({ error: 'expected a duration such as 30, "500ms", "10s" or "2m"' }).int().nonnegative(),

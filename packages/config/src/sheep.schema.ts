@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { boolField, intField, nonEmpty, sizeField } from './fields';
+import { boolField, durationField, intField, nonEmpty, sizeField } from './fields';
 
 export const SHEEP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -32,12 +32,15 @@ const BareSheepSchema = z
      * {model_name}, {model_version}, {config_path}.
      */
     command: z.array(z.string()).min(1).optional(),
+    /** SIGTERM to SIGKILL when the runner is stopped (model switch, cancel, shutdown). Default: `worker.stop_timeout`. */
+    stop_timeout: durationField().optional(),
   })
   .transform((s) => ({
     type: s.type,
     ...commonOut(s),
     workingDirectory: s.working_directory,
     command: s.command,
+    stopTimeoutMs: s.stop_timeout,
   }));
 
 const DockerSheepSchema = z
@@ -53,6 +56,12 @@ const DockerSheepSchema = z
     /** CPU limit of the container, e.g. 2.5. */
     cpus: z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' ? Number(v) : v), z.number().positive()).optional(),
     network_mode: nonEmpty().optional(),
+    /**
+     * Grace between the stop signal and the kill when the runner is stopped
+     * (model switch, cancel, shutdown). The container runs under an init
+     * (Docker's tini), so the runner gets the signal. Default 2s.
+     */
+    stop_timeout: durationField().default(2000),
   })
   .transform((s) => ({
     type: s.type,
@@ -62,6 +71,7 @@ const DockerSheepSchema = z
     memory: s.memory,
     cpus: s.cpus,
     networkMode: s.network_mode,
+    stopTimeoutMs: s.stop_timeout,
   }));
 
 export const SheepSchema = z.discriminatedUnion('type', [BareSheepSchema, DockerSheepSchema]);

@@ -123,9 +123,30 @@ describe('worker settings', () => {
       shutdownGraceMs: 60_000,
       lockDurationMs: 30_000,
       pollIntervalMs: 1000,
+      maxHandBacks: 10,
+      handBackDelayMs: 1000,
+      jobTimeoutMs: undefined,
+      maxJobTimeoutMs: undefined,
+      queueTimeoutMs: undefined,
     });
     const config = parseConfig('worker: {heartbeat: 500ms, stop_timeout: 2, shutdown_grace: 1m}\n', 'c.yml');
     expect(config.worker).toMatchObject({ heartbeatMs: 500, stopTimeoutMs: 2000, shutdownGraceMs: 60_000 });
     expect(() => parseConfig('worker: {heartbeat: soon}\n', 'c.yml')).toThrow('worker.heartbeat: expected a duration such as');
+  });
+
+  it('reads per-model time limits, retention and API tokens', () => {
+    const config = parseConfig(
+      [
+        'models: {ocr: {timeout: 60}, "ocr:v2": {timeout: 2m, queue_timeout: 30}}',
+        'retention: {done: 1h, failed: 7d}',
+        'auth: {tokens: [{name: ci, token: "0123456789abcdef0", scopes: [submit, read]}], rate_limit: 5}',
+      ].join('\n'),
+      'c.yml',
+    );
+    expect(config.models).toEqual({ ocr: { timeoutMs: 60_000, queueTimeoutMs: undefined }, 'ocr:v2': { timeoutMs: 120_000, queueTimeoutMs: 30_000 } });
+    expect(config.auth?.tokens[0]).toMatchObject({ name: 'ci', scopes: ['submit', 'read'], rateLimit: 5 });
+    expect(config.auth?.tokens[0]?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(() => parseConfig('auth: {tokens: [{name: x, token: short, scopes: [read]}]}\n', 'c.yml')).toThrow(/at least 16 characters/);
+    expect(() => parseConfig('auth: {tokens: [{name: x, scopes: [read]}]}\n', 'c.yml')).toThrow(/exactly one of token_sha256 and token/);
   });
 });

@@ -58,6 +58,8 @@ export interface JobLife {
   startedAt?: string | null;
   /** The API token name that submitted it, if any. */
   owner?: string | null;
+  /** The sheep that runs it. */
+  sheepId?: string | null;
 }
 
 function now(): string {
@@ -73,21 +75,25 @@ export const jobStatus = {
     return { status: 'queued', model: life.model, enqueued_at: life.enqueuedAt ?? now(), ...ownedBy(life.owner) };
   },
   processing(life: JobLife): JobStatus {
-    return { status: 'processing', model: life.model, enqueued_at: life.enqueuedAt ?? null, processing_started_at: life.startedAt ?? now(), ...ownedBy(life.owner) };
+    return { status: 'processing', model: life.model, enqueued_at: life.enqueuedAt ?? null, processing_started_at: life.startedAt ?? now(), ...tags(life) };
   },
   done(life: JobLife): JobStatus {
-    return { status: 'done', model: life.model, ...times(life), ...ownedBy(life.owner) };
+    return { status: 'done', model: life.model, ...times(life), ...tags(life) };
   },
   failed(life: JobLife, details: ErrorDetails): JobStatus {
-    return { status: 'failed', model: life.model, ...times(life), error_details: details, ...ownedBy(life.owner) };
+    return { status: 'failed', model: life.model, ...times(life), error_details: details, ...tags(life) };
   },
   cancelled(life: JobLife, message = 'Cancelled'): JobStatus {
-    return { status: 'cancelled', model: life.model, ...times(life), error_details: { message }, ...ownedBy(life.owner) };
+    return { status: 'cancelled', model: life.model, ...times(life), error_details: { message, exception_type: 'Cancelled' }, ...tags(life) };
   },
 };
 
 function ownedBy(owner: string | null | undefined): Pick<JobStatus, 'submitted_by'> {
   return owner ? { submitted_by: owner } : {};
+}
+
+function tags(life: JobLife): Pick<JobStatus, 'submitted_by' | 'sheep_id'> {
+  return { ...(life.sheepId ? { sheep_id: life.sheepId } : {}), ...ownedBy(life.owner) };
 }
 
 function times(life: JobLife): Pick<JobStatus, 'enqueued_at' | 'processing_started_at' | 'finished_at'> {
@@ -96,5 +102,11 @@ function times(life: JobLife): Pick<JobStatus, 'enqueued_at' | 'processing_start
 
 /** Reads a record back into the fields the builders take. */
 export function lifeOf(status: JobStatus): JobLife {
-  return { model: status.model, enqueuedAt: status.enqueued_at ?? null, startedAt: status.processing_started_at ?? null, owner: status.submitted_by ?? null };
+  return {
+    model: status.model,
+    enqueuedAt: status.enqueued_at ?? null,
+    startedAt: status.processing_started_at ?? null,
+    owner: status.submitted_by ?? null,
+    sheepId: status.sheep_id ?? null,
+  };
 }

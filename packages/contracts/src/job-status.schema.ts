@@ -25,6 +25,8 @@ export const JobStatusSchema = z.object({
   enqueued_at: timestamp,
   processing_started_at: timestamp,
   finished_at: timestamp,
+  /** The sheep that runs or ran it. */
+  sheep_id: z.string().nullish(),
   /** Name of the API token that submitted the job (with `auth`); never shown over HTTP. */
   submitted_by: z.string().nullish(),
 });

@@ -30,3 +30,20 @@ export function modelQueueName(model: Model): string {
 export function queueJobId(jobId: string): string {
   return `${parseInt(jobId, 10)}` === jobId ? `#${jobId}` : jobId;
 }
+
+/**
+ * BullMQ's priority for ours: BullMQ runs lower numbers first and runs jobs
+ * without a priority before all others, so every job gets one (1..201),
+ * which also keeps submit order among equals.
+ */
+export function bullPriority(priority: number | undefined): number {
+  return 101 - (priority ?? 0);
+}
+
+/** `name:version` of a model queue's name, or null for other queues. */
+export function modelOfQueue(queueName: string): string | null {
+  if (!queueName.startsWith(MODEL_QUEUE_PREFIX)) return null;
+  const rest = queueName.slice(MODEL_QUEUE_PREFIX.length);
+  const at = rest.lastIndexOf('@');
+  return at > 0 ? `${rest.slice(0, at)}:${rest.slice(at + 1)}` : null;
+}

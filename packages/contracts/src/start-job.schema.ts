@@ -1,11 +1,28 @@
 import { z } from 'zod';
 import { ModelSchema } from './model.schema';
 
-/** Body of `POST /start-job`, exactly the original's fields. */
+/** A job's place in its queue: higher runs sooner; equal priorities keep submit order. */
+export const MIN_PRIORITY = -100;
+export const MAX_PRIORITY = 100;
+
+/** Longest time limit a request may ask for (the config may cap it lower). */
+const MAX_SECONDS = 30 * 24 * 3600;
+const seconds = () => z.number().positive('must be more than 0 seconds').max(MAX_SECONDS, `must be at most ${MAX_SECONDS} seconds`);
+
+/**
+ * Body of `POST /start-job`: the original's fields, then ours (all optional,
+ * so the original's clients keep working).
+ */
 export const StartJobRequestSchema = z.strictObject({
   job_id: z.string().min(1, 'must not be empty'),
   model: ModelSchema,
   payload: z.string().nullish(),
   sheep_id: z.string().min(1).nullish(),
+  /** Seconds the runner may work on the job before it is stopped and the job fails (`Timeout`). */
+  timeout: seconds().nullish(),
+  /** Seconds the job may wait for a sheep before it fails (`QueueTimeout`). */
+  queue_timeout: seconds().nullish(),
+  /** -100..100, default 0: higher runs sooner. */
+  priority: z.number().int('must be a whole number').min(MIN_PRIORITY).max(MAX_PRIORITY).nullish(),
 });
 export type StartJobRequest = z.infer<typeof StartJobRequestSchema>;

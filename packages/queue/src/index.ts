@@ -8,3 +8,6 @@ export * from './work-signal';
 export * from './metrics-store';
 export * from './waiting-jobs';
 export * from './uploads-in-flight';
+export * from './job-index';
+export * from './start-deadlines';
+export * from './cancel-signal';

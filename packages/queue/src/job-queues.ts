@@ -1,6 +1,6 @@
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
+import { bullPriority, modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
 import { RedisUnavailableError, viaRedis } from './redis';
 
@@ -68,6 +68,7 @@ export class JobQueues {
     await this.onQueue(name, (queue) =>
       queue.add('job', data, {
         jobId: queueJobId(data.jobId),
+        priority: bullPriority(data.priority),
         removeOnComplete: KEEP_COMPLETED,
         removeOnFail: KEEP_FAILED,
       }),
@@ -80,6 +81,38 @@ export class JobQueues {
   async find(queueName: string, jobId: string): Promise<Job<JobData> | null> {
     const job = (await this.onQueue(queueName, (queue) => queue.getJob(queueJobId(jobId)))) as Job<JobData> | undefined;
     return job ?? null;
+  }
+
+  /** Jobs waiting on a queue: every job carries a priority, so they wait in BullMQ's prioritized set. */
+  async waitingCount(name: string): Promise<number> {
+    return viaRedis(() => this.queue(name).getJobCountByTypes('wait', 'prioritized'));
+  }
+
+  /**
+   * Takes a job off its queue before any worker has it. False when a
+   * worker holds it (BullMQ refuses to remove a locked job) or it is gone.
+   */
+  async removeWaiting(queueName: string, jobId: string): Promise<boolean> {
+    const job = await this.find(queueName, jobId);
+    if (!job) return false;
+    const state = await viaRedis(() => job.getState());
+    if (state !== 'waiting' && state !== 'prioritized' && state !== 'delayed') return false;
+    try {
+      await viaRedis(() => job.remove());
+      return true;
+    } catch (error) {
+      if (error instanceof RedisUnavailableError) throw error;
+      return false; // taken meanwhile: locked
+    }
+  }
+
+  /** Removes a finished job's entry (retention, delete); a running one is left alone. */
+  async removeFinished(queueName: string, jobId: string): Promise<void> {
+    const job = await this.find(queueName, jobId);
+    if (!job) return;
+    await viaRedis(() => job.remove()).catch((error: unknown) => {
+      if (error instanceof RedisUnavailableError) throw error;
+    });
   }
 
   /** Every model queue ever used, sorted. */

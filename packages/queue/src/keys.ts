@@ -63,6 +63,26 @@ export class RedisKeys {
     return `${this.prefix}:uploads:${jobId}`;
   }
 
+  /** Sorted set: every job, by submit time (ms): the listing's index. */
+  get jobIndex(): string {
+    return `${this.prefix}:jobs`;
+  }
+
+  /** Sorted set: finished jobs in one final state, by finish time (ms): what retention sweeps. */
+  finishedIndex(state: string): string {
+    return `${this.prefix}:finished:${state}`;
+  }
+
+  /** Sorted set: `queue|jobId` of jobs with a queue timeout, by the time they must have started (ms). */
+  get startDeadlines(): string {
+    return `${this.prefix}:start-deadlines`;
+  }
+
+  /** Pub/sub channel: a job id to cancel; the worker holding it stops its runner. */
+  get cancelChannel(): string {
+    return `${this.prefix}:cancel`;
+  }
+
   /** Hash: `sheep|model|status` -> finished jobs. */
   get finishedMetrics(): string {
     return `${this.prefix}:metrics:finished`;

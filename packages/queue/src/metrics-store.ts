@@ -6,7 +6,13 @@ import type { RedisKeys } from './keys';
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
 
 /** The stages of a job the workers time. */
-export type Stage = 'queue_wait' | 'input_staging' | 'runner' | 'output_upload';
+export type Stage = 'queue_wait' | 'input_staging' | 'runner' | 'output_upload' | 'queue_wait_by_priority';
+
+/** The label of a priority in the queue-wait histogram by priority. */
+export function priorityBand(priority: number | undefined): 'high' | 'normal' | 'low' {
+  if (!priority) return 'normal';
+  return priority > 0 ? 'high' : 'low';
+}
 
 export interface StageHistogram {
   stage: Stage;
@@ -17,10 +23,12 @@ export interface StageHistogram {
   count: number;
 }
 
+export type FinishedAs = 'done' | 'failed' | 'cancelled' | 'timed_out';
+
 export interface FinishedCount {
   sheep: string;
   model: string;
-  status: 'done' | 'failed';
+  status: FinishedAs;
   count: number;
 }
 
@@ -44,7 +52,7 @@ export class MetricsStore {
   }
 
   /** Fire and forget: a lost increment must never fail a job. */
-  jobFinished(sheep: string, model: Model, status: 'done' | 'failed'): void {
+  jobFinished(sheep: string, model: Model, status: FinishedAs): void {
     this.redis.hincrby(this.finishedKey, `${sheep}|${modelKey(model)}|${status}`, 1).catch(() => undefined);
   }
 
@@ -97,7 +105,7 @@ export class MetricsStore {
     const all = await this.redis.hgetall(this.finishedKey);
     return Object.entries(all).map(([field, count]) => {
       const [sheep = '', model = '', status = 'done'] = field.split('|');
-      return { sheep, model, status: status as 'done' | 'failed', count: Number(count) };
+      return { sheep, model, status: status as FinishedAs, count: Number(count) };
     });
   }
 

@@ -1,6 +1,8 @@
 import type { Redis } from 'ioredis';
 import {
   canTransition,
+  FINAL_STATES,
+  isFinished,
   JobStatusSchema,
   statesBefore,
   type JobState,
@@ -145,6 +147,7 @@ export class StatusStore {
     const raced = await this.cas(jobId, next, options.from);
     if (raced === null) {
       this.leftWaiting(jobId, next);
+      await this.indexFinished(jobId, next);
       return { written: true, durable };
     }
     // Another writer moved the job between the check and here: its record wins.
@@ -240,6 +243,20 @@ export class StatusStore {
   private leftWaiting(jobId: string, status: JobStatus): void {
     if (!status.submitted_by || status.status === 'accepted' || status.status === 'queued') return;
     this.redis.zrem(this.keys.waitingJobs(status.submitted_by), jobId).catch(() => undefined);
+  }
+
+  /** A finished job goes in its state's index, where retention finds it. */
+  private async indexFinished(jobId: string, status: JobStatus): Promise<void> {
+    if (!isFinished(status)) return;
+    const at = Date.parse(status.finished_at ?? '') || Date.now();
+    await viaRedis(() => this.redis.zadd(this.keys.finishedIndex(status.status), at, jobId)).catch(() => undefined);
+  }
+
+  /** Forgets a job entirely in Redis: its status, and the indexes (retention, DELETE). */
+  async drop(jobId: string): Promise<void> {
+    const multi = this.redis.multi().del(this.keys.status(jobId)).zrem(this.keys.jobIndex, jobId);
+    for (const state of FINAL_STATES) multi.zrem(this.keys.finishedIndex(state), jobId);
+    await viaRedis(() => multi.exec());
   }
 
   /** Puts a record read from storage back into the cache (no announcement). */

@@ -117,7 +117,7 @@ describe('the Redis side', () => {
     await queues.add(data);
     await queues.add(data);
     const queue = queues.queue(modelQueueName(model));
-    expect(await queue.getJobCounts('waiting')).toEqual({ waiting: 1 });
+    expect(await queues.waitingCount(modelQueueName(model))).toBe(1);
     expect((await queue.getJob('#42'))?.data).toEqual(data);
     expect(await queues.modelQueueNames()).toEqual([modelQueueName(model)]);
 

@@ -12,7 +12,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
-import { createRedis, whenReady, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
+import { createRedis, whenReady, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore, UploadsInFlight, WaitingJobs, JobIndex, StartDeadlines } from '@shepherd/queue';
 import { createStorage, type JobStorage } from '@shepherd/storage';
 import { CONFIG, REDIS, STORAGE, SUBSCRIBER } from './tokens';
 
@@ -39,8 +39,24 @@ export class CoreModule implements OnModuleInit, BeforeApplicationShutdown, OnAp
         { provide: MetricsStore, inject: [REDIS], useFactory: (r: Redis) => new MetricsStore(r, keys) },
         { provide: WaitingJobs, inject: [REDIS], useFactory: (r: Redis) => new WaitingJobs(r, keys) },
         { provide: UploadsInFlight, inject: [REDIS], useFactory: (r: Redis) => new UploadsInFlight(r, keys) },
+        { provide: JobIndex, inject: [REDIS], useFactory: (r: Redis) => new JobIndex(r, keys) },
+        { provide: StartDeadlines, inject: [REDIS], useFactory: (r: Redis) => new StartDeadlines(r, keys) },
       ],
-      exports: [CONFIG, STORAGE, REDIS, RedisKeys, StatusStore, StatusEvents, JobQueues, SheepRegistry, MetricsStore, WaitingJobs, UploadsInFlight],
+      exports: [
+        CONFIG,
+        STORAGE,
+        REDIS,
+        RedisKeys,
+        StatusStore,
+        StatusEvents,
+        JobQueues,
+        SheepRegistry,
+        MetricsStore,
+        WaitingJobs,
+        UploadsInFlight,
+        JobIndex,
+        StartDeadlines,
+      ],
     };
   }
 

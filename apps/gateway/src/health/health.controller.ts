@@ -1,5 +1,6 @@
 import { Controller, Get, Header, Inject, Logger, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiAnswers } from '../openapi/api-docs';
 import type { Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
@@ -26,7 +27,9 @@ export class HealthController {
 
   @Get('health')
   @Public()
-  @ApiOperation({ summary: 'The process lives' })
+  // security: [] — the one route that asks for no token.
+  @ApiOperation({ summary: 'The process lives', security: [] })
+  @ApiAnswers({ 200: { description: 'Always, while the process runs', json: 'Health' } }, { guarded: false })
   health(): { status: 'ok' } {
     return { status: 'ok' };
   }
@@ -34,6 +37,11 @@ export class HealthController {
   @Get('ready')
   @RequireScope('read', 'metrics')
   @ApiOperation({ summary: 'Redis and storage answer (503 naming what does not); which sheep are alive' })
+  @ApiAnswers({
+    200: { description: 'Redis and storage are up', json: 'Ready' },
+    403: 'The token has neither the `read` nor the `metrics` scope',
+    503: { description: 'Redis or storage is down: `redis`/`storage` say which', json: 'Ready' },
+  })
   async ready(@Res() res: Response): Promise<void> {
     const [redis, storage] = await Promise.all([
       check(() => this.redis.ping(), 'redis', this.logger),
@@ -50,6 +58,11 @@ export class HealthController {
   @RequireScope('metrics')
   @Header('Content-Type', 'text/plain; version=0.0.4')
   @ApiOperation({ summary: 'Prometheus metrics' })
+  @ApiAnswers({
+    200: { description: 'The Prometheus text format, version 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+    403: 'The token lacks the `metrics` scope',
+    503: 'Redis unreachable (queue depths are read at scrape time)',
+  })
   async scrape(): Promise<string> {
     return this.metrics.render();
   }

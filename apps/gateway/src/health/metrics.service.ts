@@ -32,8 +32,11 @@ export class MetricsService {
         this.reset();
         const names = [...sheepIds.map(sheepQueueName), ...(await queues.modelQueueNames())];
         for (const name of names) {
-          const counts = await queues.queue(name).getJobCounts('waiting', 'active', 'failed', 'completed');
-          for (const [state, count] of Object.entries(counts)) this.set({ queue: name, state }, count);
+          // Every job carries a priority, so waiting jobs sit in BullMQ's prioritized set.
+          const counts = await queues.queue(name).getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed', 'completed');
+          const { prioritized = 0, waiting = 0, ...rest } = counts;
+          this.set({ queue: name, state: 'waiting' }, waiting + prioritized);
+          for (const [state, count] of Object.entries(rest)) this.set({ queue: name, state }, count);
         }
       },
     });
@@ -49,7 +52,7 @@ export class MetricsService {
     });
     new Gauge({
       name: 'shepherd_jobs_finished_total',
-      help: 'Jobs finished by the workers (a counter kept in Redis)',
+      help: 'Jobs finished by the workers, by outcome: done, failed, cancelled, timed_out (a counter kept in Redis)',
       labelNames: ['sheep', 'model', 'status'],
       registers: [this.registry],
       async collect() {
@@ -74,12 +77,20 @@ export class MetricsService {
     const [registered, stages] = await Promise.all([this.registry.metrics(), this.metrics.stages()]);
     const name = 'shepherd_job_stage_seconds';
     const lines = [`# HELP ${name} Time a job spends in each stage on a sheep: queue_wait, input_staging, runner, output_upload`, `# TYPE ${name} histogram`];
+    const byPriority = 'shepherd_queue_wait_by_priority_seconds';
+    const banded = [`# HELP ${byPriority} Time jobs waited for a sheep, by priority band (high > 0, normal = 0, low < 0)`, `# TYPE ${byPriority} histogram`];
     for (const h of stages) {
+      if (h.stage === 'queue_wait_by_priority') {
+        const labels = `priority="${h.sheep}"`;
+        for (const b of h.buckets) banded.push(`${byPriority}_bucket{${labels},le="${b.le === Infinity ? '+Inf' : b.le}"} ${b.count}`);
+        banded.push(`${byPriority}_sum{${labels}} ${h.sum}`, `${byPriority}_count{${labels}} ${h.count}`);
+        continue;
+      }
       const labels = `stage="${h.stage}",sheep="${h.sheep}"`;
       for (const b of h.buckets) lines.push(`${name}_bucket{${labels},le="${b.le === Infinity ? '+Inf' : b.le}"} ${b.count}`);
       lines.push(`${name}_sum{${labels}} ${h.sum}`, `${name}_count{${labels}} ${h.count}`);
     }
-    return `${registered}\n${lines.join('\n')}\n`;
+    return `${registered}\n${lines.join('\n')}\n${banded.join('\n')}\n`;
   }
 
   jobSubmitted(model: Model): void {

@@ -2,8 +2,8 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
-import { INPUTS_FOLDER, jobStatus, type JobData, type StartJobRequest } from '@shepherd/contracts';
-import { JobQueues, RedisUnavailableError, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
+import { INPUTS_FOLDER, jobStatus, modelKey, type JobData, type StartJobRequest } from '@shepherd/contracts';
+import { JobIndex, JobQueues, RedisUnavailableError, StartDeadlines, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, JobNotFoundError, type JobStorage } from '@shepherd/storage';
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
 import { CONFIG, STORAGE } from '../core/tokens';
@@ -36,6 +36,8 @@ export class Submitter {
     private readonly queues: JobQueues,
     private readonly waiting: WaitingJobs,
     private readonly uploads: UploadsInFlight,
+    private readonly index: JobIndex,
+    private readonly deadlines: StartDeadlines,
   ) {}
 
   /** `owner`: the API token's name, remembered on the job (null on an open gateway). */
@@ -47,6 +49,7 @@ export class Submitter {
       ...(request.sheep_id ? { sheepId: request.sheep_id } : {}),
       enqueuedAt: new Date().toISOString(),
       ...(owner ? { owner } : {}),
+      ...limitsOf(request, this.config),
     };
     const queue = this.queues.queueName(data);
     const token = randomUUID();
@@ -60,6 +63,9 @@ export class Submitter {
     }, Math.max(100, Math.floor(leaseMs / 3)));
     try {
       const created = await this.prepare(jobId, request, queue, token, owner);
+      // Before the commit, so a committed job is always listed (an id listed without a status is skipped).
+      await this.index.added(jobId, Date.parse(data.enqueuedAt));
+      if (data.startBy) await this.deadlines.add(queue, jobId, data.startBy);
       await this.queues.add(data).catch(async (error: unknown) => {
         // Redis answered "no": nothing was added, undo now. Redis gone: the
         // add may have landed; the claim lapses and the retry or the
@@ -173,4 +179,25 @@ export class Submitter {
 
 function isConflict(error: unknown): boolean {
   return error instanceof ApiError && error.status === 409;
+}
+
+/**
+ * The job's limits: what the request asks, else the model's config
+ * (`name:version` over `name`), else the worker defaults; the runner time
+ * capped by worker.max_job_timeout.
+ */
+export function limitsOf(request: StartJobRequest, config: ShepherdConfig): Pick<JobData, 'timeoutMs' | 'startBy' | 'priority'> {
+  const models = config.models;
+  const own = Object.hasOwn(models, modelKey(request.model)) ? models[modelKey(request.model)] : undefined;
+  const byName = Object.hasOwn(models, request.model.name) ? models[request.model.name] : undefined;
+  const asked = (seconds: number | null | undefined) => (typeof seconds === 'number' ? Math.round(seconds * 1000) : undefined);
+  let timeoutMs = asked(request.timeout) ?? own?.timeoutMs ?? byName?.timeoutMs ?? config.worker.jobTimeoutMs;
+  const cap = config.worker.maxJobTimeoutMs;
+  if (cap !== undefined) timeoutMs = Math.min(timeoutMs ?? cap, cap);
+  const queueTimeoutMs = asked(request.queue_timeout) ?? own?.queueTimeoutMs ?? byName?.queueTimeoutMs ?? config.worker.queueTimeoutMs;
+  return {
+    ...(timeoutMs ? { timeoutMs } : {}),
+    ...(queueTimeoutMs ? { startBy: Date.now() + queueTimeoutMs } : {}),
+    ...(typeof request.priority === 'number' && request.priority !== 0 ? { priority: request.priority } : {}),
+  };
 }

@@ -5,7 +5,7 @@ import type { BareSheepConfig } from '@shepherd/config';
 import type { Model } from '@shepherd/contracts';
 import { RunnerStartError, type RunnerExit } from '../errors';
 import { OutputTail } from './output-tail';
-import type { RunnerHost, StartedRunner } from './runner-host';
+import type { PreparedRunner, RunnerHost, StartedRunner } from './runner-host';
 
 export const DEFAULT_COMMAND = ['shepherd-runner', '-p', '{port}', '{config_path}'];
 
@@ -35,6 +35,7 @@ function onPath(program: string): boolean {
 export interface BareHostOptions {
   sheepId: string;
   config: BareSheepConfig;
+  /** SIGTERM to SIGKILL when the sheep sets no `stop_timeout` (`worker.stop_timeout`). */
   stopTimeoutMs: number;
 }
 
@@ -46,7 +47,8 @@ export class BareRunnerHost implements RunnerHost {
     // Children die with their worker (pdeathsig): nothing can be left over.
   }
 
-  async start(model: Model): Promise<StartedRunner> {
+  /** Checks the model's config exists and builds the command; nothing runs yet. */
+  async prepare(model: Model): Promise<PreparedRunner> {
     const { config } = this.options;
     const workingDirectory = resolve(config.workingDirectory);
     const configPath = join(model.name, model.version, 'config.yaml');
@@ -61,7 +63,15 @@ export class BareRunnerHost implements RunnerHost {
     if (usesConfig && !existsSync(join(workingDirectory, configPath))) {
       throw new RunnerStartError(`Model ${model.name}:${model.version} has no config: ${join(workingDirectory, configPath)} does not exist`);
     }
-    const [first, ...rest] = command as [string, ...string[]];
+    return { start: async () => this.spawn(command as [string, ...string[]], workingDirectory), discard: async () => undefined };
+  }
+
+  async start(model: Model): Promise<StartedRunner> {
+    return (await this.prepare(model)).start();
+  }
+
+  private spawn([first, ...rest]: [string, ...string[]], workingDirectory: string): StartedRunner {
+    const { config } = this.options;
     const [program, ...args] = [...resolveProgram(first), ...rest] as [string, ...string[]];
     const child = spawn(SETPRIV ?? program, SETPRIV ? ['--pdeathsig', 'SIGKILL', '--', program, ...args] : args, {
       cwd: workingDirectory,
@@ -94,7 +104,8 @@ export class BareRunnerHost implements RunnerHost {
   private async stop(child: ChildProcess, exited: Promise<RunnerExit>): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) return;
     signalGroup(child, 'SIGTERM');
-    const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), this.options.stopTimeoutMs);
+    const graceMs = this.options.config.stopTimeoutMs ?? this.options.stopTimeoutMs;
+    const timer = setTimeout(() => signalGroup(child, 'SIGKILL'), graceMs);
     await exited;
     clearTimeout(timer);
   }

@@ -6,19 +6,23 @@ import { modelKey, type Model } from '@shepherd/contracts';
 import { RunnerStartError, type RunnerExit } from '../errors';
 import { gpuIds } from './bare';
 import { OutputTail } from './output-tail';
-import type { RunnerHost, StartedRunner } from './runner-host';
+import type { PreparedRunner, RunnerHost, StartedRunner } from './runner-host';
 
 /** The port the runner binds inside its container, as in the original. */
 export const CONTAINER_PORT = '9999/tcp';
-export const LABELS = { shepherd: 'shepherd', sheep: 'shepherd.sheep', model: 'shepherd.model' } as const;
+export const LABELS = { shepherd: 'shepherd', sheep: 'shepherd.sheep', deployment: 'shepherd.deployment', model: 'shepherd.model' } as const;
 
 export interface DockerHostOptions {
   sheepId: string;
+  /**
+   * Names this deployment on a shared Docker engine (its Redis prefix): the
+   * containers carry it, and the start-up cleanup removes only its own.
+   */
+  deployment: string;
   config: DockerSheepConfig;
   registry: ShepherdConfig['registry'];
   /** Bind-mounted at the same path, so `io_data_root` means the same inside. */
   dataRoot: string;
-  stopTimeoutMs: number;
   log: Logger;
   docker?: Docker;
 }
@@ -26,9 +30,10 @@ export interface DockerHostOptions {
 /**
  * Runs each model as a container of `<registry>/<name>:<version>` with
  * dockerode: pulled when missing (or always), port 9999 published on the
- * sheep's port, the data root mounted, GPUs as a device request, labelled
- * so a restarted worker finds and removes its leftovers. A dying container
- * is noticed from Docker's event stream.
+ * sheep's port, the data root mounted, GPUs as a device request, an init
+ * as PID 1 (so the runner gets SIGTERM), labelled with the sheep and the
+ * deployment so a restarted worker finds and removes its own leftovers. A
+ * dying container is noticed from Docker's event stream.
  */
 export class DockerRunnerHost implements RunnerHost {
   private readonly docker: Docker;
@@ -42,11 +47,12 @@ export class DockerRunnerHost implements RunnerHost {
     return `${registry ? `${registry}/` : ''}${model.name}:${model.version}`;
   }
 
-  /** Removes containers of this sheep left by a crashed worker: found by label, never by port. */
+  /** Removes containers of this sheep and deployment left by a crashed worker: found by label, never by port. */
   async cleanup(): Promise<void> {
+    const { sheepId, deployment } = this.options;
     const containers = await this.docker.listContainers({
       all: true,
-      filters: { label: [`${LABELS.sheep}=${this.options.sheepId}`] },
+      filters: { label: [`${LABELS.sheep}=${sheepId}`, `${LABELS.deployment}=${deployment}`] },
     });
     for (const info of containers) {
       this.options.log.warn({ container: info.Id, image: info.Image }, 'removing a container left by an earlier worker');
@@ -54,10 +60,28 @@ export class DockerRunnerHost implements RunnerHost {
     }
   }
 
-  async start(model: Model): Promise<StartedRunner> {
+  /** Pulls the image if needed and creates the container; the runner in use keeps running meanwhile. */
+  async prepare(model: Model): Promise<PreparedRunner> {
     const image = this.image(model);
     await this.pullIfNeeded(image);
     const container = await this.create(model, image);
+    let used = false;
+    return {
+      start: () => {
+        used = true;
+        return this.run(container, image);
+      },
+      discard: async () => {
+        if (!used) await container.remove({ force: true }).catch(() => undefined);
+      },
+    };
+  }
+
+  async start(model: Model): Promise<StartedRunner> {
+    return (await this.prepare(model)).start();
+  }
+
+  private async run(container: Docker.Container, image: string): Promise<StartedRunner> {
     const { died } = await this.watchDeath(container);
     const stdoutTail = new PassThrough();
     const stderrTail = new PassThrough();
@@ -83,16 +107,28 @@ export class DockerRunnerHost implements RunnerHost {
       host: '127.0.0.1',
       port: this.options.config.port,
       exited,
-      stop: async () => {
-        await container.stop({ t: Math.ceil(this.options.stopTimeoutMs / 1000) }).catch(() => undefined);
-        await exited;
-        if (!this.options.config.autoremoveContainers) await container.remove({ force: true }).catch(() => undefined);
-      },
+      stop: () => this.stop(container, died),
     };
   }
 
+  /**
+   * `docker stop` (the image's stop signal) and a kill once the sheep's
+   * stop_timeout has passed: done here, since the engine's own timeout
+   * counts whole seconds only.
+   */
+  private async stop(container: Docker.Container, died: Promise<number | null>): Promise<void> {
+    const graceMs = this.options.config.stopTimeoutMs;
+    const stopping = container.stop({ t: Math.ceil(graceMs / 1000) }).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([died.then(() => true), new Promise<false>((resolve) => (timer = setTimeout(resolve, graceMs, false)))]);
+    clearTimeout(timer);
+    if (!ended) await container.kill({ signal: 'SIGKILL' }).catch(() => undefined);
+    await Promise.all([died, stopping]);
+    if (!this.options.config.autoremoveContainers) await container.remove({ force: true }).catch(() => undefined);
+  }
+
   private async create(model: Model, image: string): Promise<Docker.Container> {
-    const { config, sheepId, dataRoot } = this.options;
+    const { config, sheepId, deployment, dataRoot } = this.options;
     const env = Object.entries(config.env).map(([key, value]) => `${key}=${value}`);
     const ids = gpuIds(config.devices);
     if (ids.length > 0) env.push(`NVIDIA_VISIBLE_DEVICES=${ids.join(',')}`);
@@ -100,8 +136,10 @@ export class DockerRunnerHost implements RunnerHost {
       return await this.docker.createContainer({
         Image: image,
         Env: env,
-        Labels: { [LABELS.shepherd]: 'true', [LABELS.sheep]: sheepId, [LABELS.model]: modelKey(model) },
+        Labels: { [LABELS.shepherd]: 'true', [LABELS.sheep]: sheepId, [LABELS.deployment]: deployment, [LABELS.model]: modelKey(model) },
         ExposedPorts: { [CONTAINER_PORT]: {} },
+        // For a `docker stop` from outside: the same grace, in the whole seconds Docker counts.
+        StopTimeout: Math.ceil(config.stopTimeoutMs / 1000),
         HostConfig: containerHostConfig(config, dataRoot, ids),
       });
     } catch (error) {
@@ -182,6 +220,8 @@ export function containerHostConfig(config: DockerSheepConfig, dataRoot: string,
     PortBindings: { [CONTAINER_PORT]: [{ HostIp: '127.0.0.1', HostPort: String(config.port) }] },
     Binds: [`${dataRoot}:${dataRoot}`],
     AutoRemove: config.autoremoveContainers,
+    // Docker's tini as PID 1: forwards SIGTERM to the runner and reaps its children.
+    Init: true,
     Privileged: false,
     ...(config.memory ? { Memory: config.memory } : {}),
     ...(config.cpus ? { NanoCpus: Math.round(config.cpus * 1e9) } : {}),
