@@ -60,6 +60,8 @@ export interface JobLife {
   owner?: string | null;
   /** The sheep that runs it. */
   sheepId?: string | null;
+  /** The job's webhook and the events it is called on. */
+  webhook?: { url: string; events: readonly string[] } | null;
 }
 
 function now(): string {
@@ -68,11 +70,11 @@ function now(): string {
 
 /** The status records, one builder per state: the only place a record is made. */
 export const jobStatus = {
-  accepted(model: Model, owner?: string | null): JobStatus {
-    return { status: 'accepted', model, ...ownedBy(owner) };
+  accepted(model: Model, owner?: string | null, webhook?: JobLife['webhook']): JobStatus {
+    return { status: 'accepted', model, ...tags({ model, owner, webhook }) };
   },
   queued(life: JobLife): JobStatus {
-    return { status: 'queued', model: life.model, enqueued_at: life.enqueuedAt ?? now(), ...ownedBy(life.owner) };
+    return { status: 'queued', model: life.model, enqueued_at: life.enqueuedAt ?? now(), ...tags(life) };
   },
   processing(life: JobLife): JobStatus {
     return { status: 'processing', model: life.model, enqueued_at: life.enqueuedAt ?? null, processing_started_at: life.startedAt ?? now(), ...tags(life) };
@@ -92,8 +94,12 @@ function ownedBy(owner: string | null | undefined): Pick<JobStatus, 'submitted_b
   return owner ? { submitted_by: owner } : {};
 }
 
-function tags(life: JobLife): Pick<JobStatus, 'submitted_by' | 'sheep_id'> {
-  return { ...(life.sheepId ? { sheep_id: life.sheepId } : {}), ...ownedBy(life.owner) };
+function tags(life: JobLife): Pick<JobStatus, 'submitted_by' | 'sheep_id' | 'webhook' | 'webhook_events'> {
+  return {
+    ...(life.sheepId ? { sheep_id: life.sheepId } : {}),
+    ...ownedBy(life.owner),
+    ...(life.webhook ? { webhook: life.webhook.url, webhook_events: [...life.webhook.events] } : {}),
+  };
 }
 
 function times(life: JobLife): Pick<JobStatus, 'enqueued_at' | 'processing_started_at' | 'finished_at'> {
@@ -108,5 +114,6 @@ export function lifeOf(status: JobStatus): JobLife {
     startedAt: status.processing_started_at ?? null,
     owner: status.submitted_by ?? null,
     sheepId: status.sheep_id ?? null,
+    webhook: status.webhook ? { url: status.webhook, events: status.webhook_events ?? ['completed'] } : null,
   };
 }

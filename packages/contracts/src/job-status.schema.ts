@@ -25,17 +25,26 @@ export const JobStatusSchema = z.object({
   enqueued_at: timestamp,
   processing_started_at: timestamp,
   finished_at: timestamp,
+  /** The runner's last progress report while processing, 0..1 (runners that report it). */
+  progress: z.number().min(0).max(1).nullish(),
+  progress_message: z.string().nullish(),
   /** The sheep that runs or ran it. */
   sheep_id: z.string().nullish(),
   /** Name of the API token that submitted the job (with `auth`); never shown over HTTP. */
   submitted_by: z.string().nullish(),
+  /** Where the job's webhook goes, and on which events; never shown over HTTP (a URL may hold a secret). */
+  webhook: z.string().nullish(),
+  webhook_events: z.array(z.string()).nullish(),
 });
+
+/** Fields a record keeps from the one before, whoever writes it: set at submit, read by later writers. */
+export const STICKY_FIELDS = ['submitted_by', 'webhook', 'webhook_events'] as const;
 export type JobStatus = z.infer<typeof JobStatusSchema>;
 
 /** The status as shown to clients: tracebacks only in debug mode, like the original. */
 export function publicStatus(status: JobStatus, debug: boolean): JobStatus {
   // eslint-disable-next-line @typescript-eslint/no-unused-vars -- dropped from the answer
-  const { submitted_by, ...shown } = status;
+  const { submitted_by, webhook, webhook_events, ...shown } = status;
   if (debug || !shown.error_details) return shown;
   const { message } = shown.error_details;
   return { ...shown, error_details: { message } };

@@ -13,9 +13,12 @@ export const SheepStateSchema = z.object({
 });
 export type SheepState = z.infer<typeof SheepStateSchema>;
 
-/** A status change as announced on the status channel. */
+/** A status change (or a runner's progress) as announced on the status channel. */
 export const StatusEventSchema = z.object({
   jobId: z.string(),
+  /** The event's id in the job's event stream (SSE `id`). */
+  id: z.string().optional(),
+  type: z.enum(['status', 'progress']).default('status'),
   status: JobStatusSchema,
 });
 export type StatusEvent = z.infer<typeof StatusEventSchema>;

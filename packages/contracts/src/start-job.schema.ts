@@ -1,6 +1,10 @@
 import { z } from 'zod';
 import { ModelSchema } from './model.schema';
 
+/** What a webhook can be called on: the job started, its runner reported progress, it ended (done, failed or cancelled). */
+export const WEBHOOK_EVENTS = ['start', 'progress', 'completed'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
 /** A job's place in its queue: higher runs sooner; equal priorities keep submit order. */
 export const MIN_PRIORITY = -100;
 export const MAX_PRIORITY = 100;
@@ -24,5 +28,9 @@ export const StartJobRequestSchema = z.strictObject({
   queue_timeout: seconds().nullish(),
   /** -100..100, default 0: higher runs sooner. */
   priority: z.number().int('must be a whole number').min(MIN_PRIORITY).max(MAX_PRIORITY).nullish(),
+  /** An http(s) URL that gets a signed POST of the status on the events chosen in `webhook_events`. */
+  webhook: z.url({ protocol: /^https?$/, error: 'expected an http or https URL' }).max(2048).nullish(),
+  /** Default `["completed"]`. */
+  webhook_events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(3).nullish(),
 });
 export type StartJobRequest = z.infer<typeof StartJobRequestSchema>;

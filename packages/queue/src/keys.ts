@@ -10,7 +10,12 @@ export class RedisKeys {
     return `${this.prefix}:status:${jobId}`;
   }
 
-  /** Pub/sub channel announcing every status change: `{"jobId", "status"}`. */
+  /** Stream of a job's status changes and progress, what SSE clients replay from `Last-Event-ID`. */
+  events(jobId: string): string {
+    return `${this.prefix}:events:${jobId}`;
+  }
+
+  /** Pub/sub channel announcing every status change and progress: `{"jobId", "id", "type", "status"}`. */
   get statusChannel(): string {
     return `${this.prefix}:status-events`;
   }

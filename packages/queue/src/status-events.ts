@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { StatusEventSchema, type JobStatus, type StatusEvent } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
 
-type Listener = (status: JobStatus) => void;
+type Listener = (status: JobStatus, event: StatusEvent) => void;
 
 /**
  * One pub/sub subscription per process, fanned out to any number of
@@ -55,6 +55,6 @@ export class StatusEvents {
     } catch {
       return; // not ours or malformed: nobody can act on it
     }
-    for (const listener of this.listeners.get(event.jobId) ?? []) listener(event.status);
+    for (const listener of this.listeners.get(event.jobId) ?? []) listener(event.status, event);
   }
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import {
   canTransition,
+  STICKY_FIELDS,
   FINAL_STATES,
   isFinished,
   JobStatusSchema,
@@ -35,8 +36,11 @@ export interface TransitionOptions {
   redisIfNoStorage?: boolean;
 }
 
-// Sets the status only if the current one may move to it; returns nothing
-// when written, else the current record. KEYS: status, [lease, pending set].
+// Sets the status only if the current one may move to it, announces it on
+// the status channel and appends it to the job's event stream (what SSE
+// clients replay). Returns {1, event id} when written, {0, current} when
+// refused. KEYS: status, events, [lease, pending set, pending queues].
+// ARGV: json, allowed states ",a,b,", ttl s, channel, job id, max events.
 const TRANSITION = `
 local cur = redis.call('GET', KEYS[1])
 local refused = false
@@ -45,15 +49,36 @@ if cur then
   local state = ok and type(decoded) == 'table' and decoded['status'] or ''
   if not string.find(ARGV[2], ',' .. tostring(state) .. ',', 1, true) then refused = true end
 end
-if #KEYS >= 3 then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[6])
-  redis.call('HDEL', KEYS[4], ARGV[6])
+if #KEYS >= 5 then
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[5])
+  redis.call('HDEL', KEYS[5], ARGV[5])
 end
-if refused then return cur end
+if refused then return {0, cur} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return false
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'status', 'status', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], '{"jobId":' .. cjson.encode(ARGV[5]) .. ',"id":"' .. id .. '","type":"status","status":' .. ARGV[1] .. '}')
+return {1, id}
+`;
+
+// Records a runner's progress on a processing job: in its status, on the
+// channel and in its event stream. Returns the event id, or false when the
+// job is not processing. KEYS: status, events. ARGV: progress, message
+// ('' for none), ttl s, channel, job id, max events.
+const PROGRESS = `
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+local ok, status = pcall(cjson.decode, cur)
+if not ok or type(status) ~= 'table' or status['status'] ~= 'processing' then return false end
+status['progress'] = tonumber(ARGV[1])
+if ARGV[2] ~= '' then status['progress_message'] = ARGV[2] else status['progress_message'] = cjson.null end
+local json = cjson.encode(status)
+redis.call('SET', KEYS[1], json, 'KEEPTTL')
+local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'progress', 'status', json)
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], '{"jobId":' .. cjson.encode(ARGV[5]) .. ',"id":"' .. id .. '","type":"progress","status":' .. json .. '}')
+return id
 `;
 
 // KEYS: status, lease, pending set, pending queues. ARGV: accepted json,
@@ -108,11 +133,18 @@ return 1
  * before the storage write and again atomically in Redis.
  */
 export class StatusStore {
+  private readonly observers: StatusObserver[] = [];
+
   constructor(
     private readonly redis: Redis,
     private readonly storage: JobStorage,
     private readonly keys: RedisKeys,
   ) {}
+
+  /** Called after each change this process writes (webhooks queue their deliveries here). */
+  observe(observer: StatusObserver): void {
+    this.observers.push(observer);
+  }
 
   async read(jobId: string): Promise<JobStatus | null> {
     const cached = await viaRedis(() => this.redis.get(this.keys.status(jobId)));
@@ -133,8 +165,8 @@ export class StatusStore {
       if (options.redisIfNoStorage && storageLost(error)) return null;
       throw error;
     });
-    // The submitting token sticks to the job whoever writes next.
-    if (current?.submitted_by && !next.submitted_by) next = { ...next, submitted_by: current.submitted_by };
+    // What the submit set (token, webhook) sticks to the job whoever writes next.
+    next = withSticky(current, next);
     const refusal = this.refusal(current, next.status, options.from);
     if (refusal) return { written: false, current, reason: refusal };
     let durable = true;
@@ -145,13 +177,14 @@ export class StatusStore {
       durable = false;
     }
     const raced = await this.cas(jobId, next, options.from);
-    if (raced === null) {
+    if (raced.written) {
       this.leftWaiting(jobId, next);
       await this.indexFinished(jobId, next);
+      this.announce(jobId, raced.eventId, 'status', current, next);
       return { written: true, durable };
     }
     // Another writer moved the job between the check and here: its record wins.
-    const winner = JobStatusSchema.parse(JSON.parse(raced));
+    const winner = JobStatusSchema.parse(JSON.parse(raced.current));
     if (durable) await this.storage.writeStatus(jobId, winner).catch(() => undefined);
     return { written: false, current: winner, reason: `the job became ${winner.status} meanwhile` };
   }
@@ -220,8 +253,11 @@ export class StatusStore {
    */
   async commitClaim(jobId: string, queued: JobStatus): Promise<TransitionResult> {
     const raced = await this.cas(jobId, queued, ['accepted'], true);
-    if (raced === null) return { written: true, durable: true };
-    const current = JobStatusSchema.parse(JSON.parse(raced));
+    if (raced.written) {
+      this.announce(jobId, raced.eventId, 'status', null, queued);
+      return { written: true, durable: true };
+    }
+    const current = JobStatusSchema.parse(JSON.parse(raced.current));
     return { written: false, current, reason: `the job is ${current.status} already` };
   }
 
@@ -254,7 +290,7 @@ export class StatusStore {
 
   /** Forgets a job entirely in Redis: its status, and the indexes (retention, DELETE). */
   async drop(jobId: string): Promise<void> {
-    const multi = this.redis.multi().del(this.keys.status(jobId)).zrem(this.keys.jobIndex, jobId);
+    const multi = this.redis.multi().del(this.keys.status(jobId), this.keys.events(jobId)).zrem(this.keys.jobIndex, jobId);
     for (const state of FINAL_STATES) multi.zrem(this.keys.finishedIndex(state), jobId);
     await viaRedis(() => multi.exec());
   }
@@ -276,19 +312,108 @@ export class StatusStore {
     return null;
   }
 
-  /** null when written; else the record that stood in the way. */
-  private async cas(jobId: string, next: JobStatus, from?: readonly JobState[], closeClaim = false): Promise<string | null> {
+  /** Written with its event id, or the record that stood in the way. */
+  private async cas(jobId: string, next: JobStatus, from?: readonly JobState[], closeClaim = false): Promise<{ written: true; eventId: string } | { written: false; current: string }> {
     const allowed = statesBefore(next.status).filter((state) => !from || from.includes(state));
+    const keys = [this.keys.status(jobId), this.keys.events(jobId)];
+    if (closeClaim) keys.push(this.keys.submitLease(jobId), this.keys.pendingSubmits, this.keys.pendingQueues);
     const json = JSON.stringify(next);
-    const event = `{"jobId":${JSON.stringify(jobId)},"status":${json}}`;
-    const keys = closeClaim
-      ? [this.keys.status(jobId), this.keys.submitLease(jobId), this.keys.pendingSubmits, this.keys.pendingQueues]
-      : [this.keys.status(jobId)];
-    const reply = await viaRedis(() =>
-      this.redis.eval(TRANSITION, keys.length, ...keys, json, `,${allowed.join(',')},`, STATUS_CACHE_SECONDS, this.keys.statusChannel, event, jobId),
-    );
-    return typeof reply === 'string' ? reply : null;
+    const [written, value] = (await viaRedis(() =>
+      this.redis.eval(TRANSITION, keys.length, ...keys, json, `,${allowed.join(',')},`, STATUS_CACHE_SECONDS, this.keys.statusChannel, jobId, MAX_EVENTS),
+    )) as [number, string | null];
+    return written === 1 ? { written: true, eventId: value ?? '' } : { written: false, current: value ?? 'null' };
   }
+
+  /** Tells the observers (webhooks) of a change that was written; an observer's failure never fails the write. */
+  private announce(jobId: string, eventId: string, type: 'status' | 'progress', before: JobStatus | null, after: JobStatus): void {
+    for (const observer of this.observers) {
+      try {
+        observer({ jobId, eventId, type, before, after });
+      } catch {
+        // observers queue their own work and report their own errors
+      }
+    }
+  }
+
+  /**
+   * A runner's progress on a processing job (0..1, and a message): in the
+   * status and the job's events, not in storage (progress changes often and
+   * the final status supersedes it). False when the job is not processing.
+   */
+  async progress(jobId: string, progress: number, message: string | null): Promise<boolean> {
+    const id = await viaRedis(() =>
+      this.redis.eval(
+        PROGRESS,
+        2,
+        this.keys.status(jobId),
+        this.keys.events(jobId),
+        String(Math.min(1, Math.max(0, progress))),
+        message ?? '',
+        STATUS_CACHE_SECONDS,
+        this.keys.statusChannel,
+        jobId,
+        MAX_EVENTS,
+      ),
+    );
+    if (typeof id !== 'string') return false;
+    if (this.observers.length) {
+      const status = await this.read(jobId).catch(() => null);
+      if (status) this.announce(jobId, id, 'progress', status, status);
+    }
+    return true;
+  }
+
+  /** The job's recorded events after `afterId` (exclusive; all when null), oldest first. */
+  async events(jobId: string, afterId: string | null, count = MAX_EVENTS): Promise<StoredEvent[]> {
+    const start = afterId ? `(${afterId}` : '-';
+    const rows = await viaRedis(() => this.redis.xrange(this.keys.events(jobId), start, '+', 'COUNT', count));
+    const events: StoredEvent[] = [];
+    for (const [id, fields] of rows) {
+      const type = fieldOf(fields, 'type');
+      const status = fieldOf(fields, 'status');
+      if ((type !== 'status' && type !== 'progress') || !status) continue;
+      try {
+        events.push({ id, type, status: JobStatusSchema.parse(JSON.parse(status)) });
+      } catch {
+        // a record this version cannot read: skipped
+      }
+    }
+    return events;
+  }
+}
+
+/** A change this process wrote. `before` is null when unknown (a submit's commit). */
+export interface StatusChange {
+  jobId: string;
+  eventId: string;
+  type: 'status' | 'progress';
+  before: JobStatus | null;
+  after: JobStatus;
+}
+export type StatusObserver = (change: StatusChange) => void;
+
+function withSticky(current: JobStatus | null, next: JobStatus): JobStatus {
+  if (!current) return next;
+  const kept: Partial<JobStatus> = {};
+  for (const field of STICKY_FIELDS) {
+    if (current[field] != null && next[field] == null) Object.assign(kept, { [field]: current[field] });
+  }
+  return Object.keys(kept).length ? { ...next, ...kept } : next;
+}
+
+/** How many events a job's stream keeps (progress included); older ones are trimmed. */
+export const MAX_EVENTS = 500;
+
+export interface StoredEvent {
+  /** The stream entry id: the SSE event id. */
+  id: string;
+  type: 'status' | 'progress';
+  status: JobStatus;
+}
+
+function fieldOf(fields: string[], name: string): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
 }
 
 function storageLost(error: unknown): boolean {
