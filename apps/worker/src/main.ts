@@ -7,6 +7,7 @@ import { createStorage } from '@shepherd/storage';
 import { join, resolve } from 'node:path';
 import { BareRunnerHost } from './sheep/bare';
 import { DockerRunnerHost } from './sheep/docker';
+import { ExternalRunnerHost } from './sheep/external';
 import type { RunnerHost } from './sheep/runner-host';
 import { createSheepWorker } from './create-sheep';
 
@@ -28,10 +29,11 @@ async function main(): Promise<void> {
   let host: RunnerHost;
   const stopTimeoutMs = config.worker.stopTimeoutMs;
   if (sheep.type === 'bare') host = new BareRunnerHost({ sheepId, config: sheep, stopTimeoutMs });
+  else if (sheep.type === 'external') host = new ExternalRunnerHost({ sheepId, config: sheep });
   else host = new DockerRunnerHost({ sheepId, deployment: config.redis.prefix, config: sheep, registry: config.registry, dataRoot: join(resolve(config.dataRoot), sheepId), log });
 
-  const redis = createRedis(config.redis.url, 'worker');
-  const subscriber = createRedis(config.redis.url, 'subscriber');
+  const redis = createRedis(config.redis, 'worker');
+  const subscriber = createRedis(config.redis, 'subscriber');
   const storage = createStorage(config.storage);
   const worker = createSheepWorker({ sheepId, config, storage, redis, subscriber, host, log });
 

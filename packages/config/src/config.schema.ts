@@ -41,6 +41,15 @@ const StorageSchema = z
       : { backend: 'filesystem' as const, root: s.root },
   );
 
+const WEBHOOK_SECRET_EXPECTED = 'expected `whsec_` and base64 of 24 bytes or more, or a string of at least 24 characters';
+
+/** `whsec_<base64>` of 24+ bytes, or any other string of 24+ characters. */
+function validWebhookSecret(secret: string): boolean {
+  if (!secret.startsWith('whsec_')) return secret.length >= 24;
+  const base64 = secret.slice('whsec_'.length);
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(base64) && Buffer.from(base64, 'base64').length >= 24;
+}
+
 export const ConfigSchema = z
   .strictObject({
     /** Local working directories of the sheep. */
@@ -62,6 +71,20 @@ export const ConfigSchema = z
         url: nonEmpty().default('redis://127.0.0.1:6379'),
         /** Prefix of every Redis key Shepherd writes; separate deployments sharing a Redis use different ones. */
         prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('shepherd'),
+        /** Redis Sentinel: `host:port` of each sentinel; the master is found (and followed on failover) through them. */
+        sentinels: z.array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')).min(1).optional(),
+        /** The master's name in Sentinel. */
+        name: nonEmpty().default('mymaster'),
+        /** Password of the Redis servers (with sentinels; a plain `url` carries its own). */
+        password: z.string().optional(),
+        /** Password of the sentinels themselves, when they have one. */
+        sentinel_password: z.string().optional(),
+        /**
+         * Replicas that must have a submit before it is answered 200 (Redis
+         * WAIT): a failover then cannot drop an accepted job. Default 1 with
+         * sentinels, else 0.
+         */
+        min_replicas_ack: intField(0, 16).optional(),
       })
       .prefault({}),
     gateway: z
@@ -97,7 +120,7 @@ export const ConfigSchema = z
         heartbeat: durationField().default(2000),
         /** A runner must listen within this after it starts. */
         start_timeout: durationField().default(120_000),
-        /** SIGTERM to SIGKILL of a runner that is stopped. */
+        /** SIGTERM to SIGKILL of a bare sheep's runner that is stopped (docker sheep: their own `stop_timeout`, default 1 s). */
         stop_timeout: durationField().default(10_000),
         /** On shutdown, how long the job in hand may take before it goes back to the queue. */
         shutdown_grace: durationField().default(60_000),
@@ -138,6 +161,32 @@ export const ConfigSchema = z
         interval: durationField().default(60_000),
       })
       .prefault({}),
+    /**
+     * Webhooks (`webhook` on start-job): signed POSTs of a job's status.
+     * Without `secret`, a start-job that asks for a webhook is refused.
+     */
+    webhooks: z
+      .strictObject({
+        /**
+         * Signing key, Standard Webhooks style: `whsec_<base64>` (the bytes
+         * after the prefix), or any string of 24 characters or more (its
+         * UTF-8 bytes). None by default: webhooks are off.
+         */
+        secret: z.preprocess((value) => (value === '' ? undefined : value), z.string().refine(validWebhookSecret, WEBHOOK_SECRET_EXPECTED).optional()),
+        /**
+         * Hosts (names or addresses, no port) webhooks may go to; any public
+         * host when empty (the default). A listed host may also be a private
+         * or loopback address, which are refused otherwise.
+         */
+        allow_hosts: z.array(nonEmpty()).default([]),
+        /** How long a delivery is retried (exponential backoff) before it is given up. */
+        retry_for: durationField().default(3_600_000),
+        /** Time limit of one try (connect to answer). */
+        timeout: durationField().default(10_000),
+        /** Deliveries each gateway sends at once. */
+        concurrency: intField(1, 1000).default(10),
+      })
+      .prefault({}),
     /** API tokens; without them every route is open, as in the original. */
     auth: AuthSchema.optional(),
     /** Show exception types and tracebacks of failed jobs over HTTP (also env DEBUG=1). */
@@ -146,6 +195,7 @@ export const ConfigSchema = z
   .superRefine((config, ctx) => {
     const byPort = new Map<number, string>();
     for (const [id, sheep] of Object.entries(config.sheep)) {
+      if (sheep.type === 'external') continue; // its port is on the runner's host (each pod's own localhost), not this one
       const other = byPort.get(sheep.port);
       if (other) ctx.addIssue({ code: 'custom', path: ['sheep', id, 'port'], message: `expected a port no other sheep uses (${other} has ${sheep.port})` });
       byPort.set(sheep.port, id);
@@ -157,7 +207,7 @@ export const ConfigSchema = z
     storage: c.storage,
     logging: { level: c.logging.level, directory: c.logging.logging_directory },
     sheep: c.sheep,
-    redis: c.redis,
+    redis: { ...c.redis, minReplicasAck: c.redis.min_replicas_ack ?? (c.redis.sentinels ? 1 : 0) },
     gateway: {
       host: c.gateway.host,
       port: c.gateway.port,
@@ -185,6 +235,14 @@ export const ConfigSchema = z
       maxHandBacks: c.worker.max_hand_backs,
       handBackDelayMs: c.worker.hand_back_delay,
     },
+    webhooks: {
+      secret: c.webhooks.secret,
+      // Compared with URL host names: lowercase, IPv6 without brackets, no trailing dot.
+      allowHosts: c.webhooks.allow_hosts.map((host) => host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '')),
+      retryForMs: c.webhooks.retry_for,
+      timeoutMs: c.webhooks.timeout,
+      concurrency: c.webhooks.concurrency,
+    },
     auth: c.auth,
     models: Object.fromEntries(Object.entries(c.models).map(([key, m]) => [key, { timeoutMs: m.timeout, queueTimeoutMs: m.queue_timeout }])),
     retention: {
@@ -199,3 +257,4 @@ export const ConfigSchema = z
 export type ShepherdConfig = z.output<typeof ConfigSchema>;
 export type StorageConfig = ShepherdConfig['storage'];
 export type WorkerConfig = ShepherdConfig['worker'];
+export type WebhooksConfig = ShepherdConfig['webhooks'];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ModelSchema } from '@shepherd/contracts';
 import { boolField, durationField, intField, nonEmpty, sizeField } from './fields';
 
 export const SHEEP_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -59,9 +60,9 @@ const DockerSheepSchema = z
     /**
      * Grace between the stop signal and the kill when the runner is stopped
      * (model switch, cancel, shutdown). The container runs under an init
-     * (Docker's tini), so the runner gets the signal. Default 2s.
+     * (Docker's tini), so the runner gets the signal. Default 1 s: a runner that ignores the signal still switches in under 2 s.
      */
-    stop_timeout: durationField().default(2000),
+    stop_timeout: durationField().default(1000),
   })
   .transform((s) => ({
     type: s.type,
@@ -74,8 +75,36 @@ const DockerSheepSchema = z
     stopTimeoutMs: s.stop_timeout,
   }));
 
-export const SheepSchema = z.discriminatedUnion('type', [BareSheepSchema, DockerSheepSchema]);
+/** `tcp://host:port`, the form a runner's ROUTER is reached at. */
+const RUNNER_ADDRESS = /^tcp:\/\/([^\s:/]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
+
+/**
+ * A runner someone else starts and stops (the runner container beside the
+ * worker in a Kubernetes pod): the worker only connects to it and takes
+ * jobs of its one model (and jobs pinned to the sheep).
+ */
+const ExternalSheepSchema = z
+  .strictObject({
+    type: z.literal('external'),
+    /** Where the runner listens, e.g. `tcp://127.0.0.1:9999`. */
+    address: z.string().regex(RUNNER_ADDRESS, 'expected tcp://HOST:PORT'),
+    /** The one model the runner serves. */
+    model: ModelSchema,
+  })
+  .superRefine((s, ctx) => {
+    const port = RUNNER_ADDRESS.exec(s.address)?.[2];
+    if (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535)) ctx.addIssue({ code: 'custom', path: ['address'], message: 'expected a port from 1 to 65535' });
+  })
+  .transform((s) => {
+    const [, host = '', port = ''] = RUNNER_ADDRESS.exec(s.address) ?? [];
+    // `port` is derived so every sheep has one; the runner is not on this machine's port.
+    // `devices` is empty: the runner's container holds its GPUs itself.
+    return { type: s.type, address: s.address, host, port: Number(port), model: s.model, devices: [] as string[] };
+  });
+
+export const SheepSchema = z.discriminatedUnion('type', [BareSheepSchema, DockerSheepSchema, ExternalSheepSchema]);
 
 export type BareSheepConfig = z.output<typeof BareSheepSchema>;
 export type DockerSheepConfig = z.output<typeof DockerSheepSchema>;
+export type ExternalSheepConfig = z.output<typeof ExternalSheepSchema>;
 export type SheepConfig = z.output<typeof SheepSchema>;

@@ -11,3 +11,4 @@ export * from './uploads-in-flight';
 export * from './job-index';
 export * from './start-deadlines';
 export * from './cancel-signal';
+export * from './webhook-outbox';

@@ -15,7 +15,7 @@ export class RedisUnavailableError extends Error {
  * (`maxRetriesPerRequest: null`). `subscriber`: pub/sub, resubscribes after
  * a reconnect.
  */
-export function createRedis(url: string, role: 'producer' | 'worker' | 'subscriber'): Redis {
+export function createRedis(target: string | RedisTarget, role: 'producer' | 'worker' | 'subscriber'): Redis {
   const common: RedisOptions = {
     connectTimeout: 3000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
@@ -26,11 +26,42 @@ export function createRedis(url: string, role: 'producer' | 'worker' | 'subscrib
     worker: { maxRetriesPerRequest: null, enableReadyCheck: false },
     subscriber: { maxRetriesPerRequest: null, autoResubscribe: true },
   };
-  const redis = new Redis(url, { ...common, ...byRole[role] });
+  const options = { ...common, ...byRole[role] };
+  const redis =
+    typeof target === 'string' || !target.sentinels
+      ? new Redis(typeof target === 'string' ? target : target.url, options)
+      : new Redis({ ...options, ...sentinelOptions(target) });
   // Connection errors surface on each command; without a listener ioredis
   // would also print every reconnect failure as an unhandled error.
   redis.on('error', () => undefined);
   return redis;
+}
+
+/** Where Redis is: a URL, or the `redis` config section (Sentinel when it lists sentinels). */
+export interface RedisTarget {
+  url: string;
+  sentinels?: string[];
+  name?: string;
+  password?: string;
+  sentinel_password?: string;
+}
+
+/**
+ * ioredis asks the sentinels for the master and asks again after a
+ * failover; a command sent to a demoted master (READONLY) reconnects.
+ */
+function sentinelOptions(target: RedisTarget): RedisOptions {
+  return {
+    sentinels: (target.sentinels ?? []).map((address) => {
+      const colon = address.lastIndexOf(':');
+      return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
+    }),
+    name: target.name ?? 'mymaster',
+    ...(target.password ? { password: target.password } : {}),
+    ...(target.sentinel_password ? { sentinelPassword: target.sentinel_password } : {}),
+    sentinelRetryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+    reconnectOnError: (error) => error.message.startsWith('READONLY'),
+  };
 }
 
 const DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'EAI_AGAIN']);

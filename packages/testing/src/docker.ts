@@ -101,18 +101,35 @@ export function deployPackage(name: string, dest: string): void {
 }
 
 /**
+ * How the image's main process treats SIGTERM. `node` (default): the runner
+ * is PID 1 and stops on SIGTERM. `shell-pid1`: a shell is PID 1 and runs the
+ * runner as its child; as PID 1 it ignores SIGTERM (the kernel gives PID 1
+ * no default actions) unless an init process runs it. `ignored`: that shell
+ * also traps SIGTERM away, so it ignores it even under an init.
+ */
+export type RunnerSigterm = 'node' | 'shell-pid1' | 'ignored';
+
+/**
  * The TypeScript echo runner as an image (`pnpm deploy` of the example with
  * its runtime dependencies), answering as `model`. `crash` makes an image
- * whose runner dies on start.
+ * whose runner dies on start; `sigterm` picks its main process.
  */
-export function buildEchoRunnerImage(tag: string, model: { name: string; version: string }, options: { crash?: boolean } = {}): void {
+export function buildEchoRunnerImage(
+  tag: string,
+  model: { name: string; version: string },
+  options: { crash?: boolean; sigterm?: RunnerSigterm } = {},
+): void {
   ensureNodeBaseImage();
   const context = tempDir('echo-image');
   deployPackage('@shepherd/example-echo-runner', join(context, 'app'));
   writeFileSync(join(context, 'config.yaml'), `runner: /app/dist/echo-runner.js\nmodel: {name: ${model.name}, version: ${model.version}}\n`);
+  const runner = 'node /app/node_modules/@shepherd/runner/dist/cli.js -p 9999 /config.yaml';
+  const shell = { node: '', 'shell-pid1': `${runner} & wait`, ignored: `trap '' TERM; ${runner} & wait` }[options.sigterm ?? 'node'];
   const command = options.crash
     ? '["node", "-e", "console.error(\'model weights missing\'); process.exit(3)"]'
-    : '["node", "/app/node_modules/@shepherd/runner/dist/cli.js", "-p", "9999", "/config.yaml"]';
+    : shell
+      ? JSON.stringify(['/bin/sh', '-c', shell])
+      : '["node", "/app/node_modules/@shepherd/runner/dist/cli.js", "-p", "9999", "/config.yaml"]';
   writeFileSync(
     join(context, 'Dockerfile'),
     `FROM ${NODE_BASE_IMAGE}\nCOPY app /app\nCOPY config.yaml /config.yaml\nCMD ${command}\n`,

@@ -104,7 +104,8 @@ describe('a docker sheep', () => {
 
   it('removes containers its sheep left behind when its worker starts', async () => {
     await stack.stopWorker(sheepId, 'SIGKILL');
-    const stale = execFileSync('docker', ['create', '--label', `shepherd.sheep=${sheepId}`, 'local/echo-test:v1']).toString().trim();
+    const deployment = `shepherd.deployment=${stack.config.redis.prefix}`;
+    const stale = execFileSync('docker', ['create', '--label', `shepherd.sheep=${sheepId}`, '--label', deployment, 'local/echo-test:v1']).toString().trim();
     expect(containers(`shepherd.sheep=${sheepId}`)).toContain(stale.slice(0, 12));
     stack.startWorker(sheepId);
     await waitFor(() => !containers(`shepherd.sheep=${sheepId}`).includes(stale.slice(0, 12)), 20_000, 'the stale container to go');
@@ -143,7 +144,7 @@ describe('docker sheep and the registry password', () => {
 describe('GPU sheep', () => {
   it('asks Docker for the devices as an nvidia device request', () => {
     const config = containerHostConfig(
-      { type: 'docker', port: 9001, devices: ['/dev/nvidia0', '/dev/nvidia2'], env: {}, stdoutFile: undefined, stderrFile: undefined, autoremoveContainers: true, pull: 'missing', memory: 1024, cpus: 1.5, networkMode: 'bridge' },
+      { type: 'docker', port: 9001, devices: ['/dev/nvidia0', '/dev/nvidia2'], env: {}, stdoutFile: undefined, stderrFile: undefined, autoremoveContainers: true, pull: 'missing', memory: 1024, cpus: 1.5, networkMode: 'bridge', stopTimeoutMs: 1000 },
       '/data/s1',
       ['0', '2'],
     );
@@ -151,6 +152,7 @@ describe('GPU sheep', () => {
       PortBindings: { '9999/tcp': [{ HostIp: '127.0.0.1', HostPort: '9001' }] },
       Binds: ['/data/s1:/data/s1'],
       AutoRemove: true,
+      Init: true,
       Privileged: false,
       Memory: 1024,
       NanoCpus: 1.5e9,

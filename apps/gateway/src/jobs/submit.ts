@@ -6,8 +6,12 @@ import { INPUTS_FOLDER, jobStatus, modelKey, type JobData, type StartJobRequest 
 import { JobIndex, JobQueues, RedisUnavailableError, StartDeadlines, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, JobNotFoundError, type JobStorage } from '@shepherd/storage';
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
-import { CONFIG, STORAGE } from '../core/tokens';
+import type { Redis } from 'ioredis';
+import { CONFIG, REDIS, STORAGE } from '../core/tokens';
 import { reachStep } from './submit-hooks';
+
+/** How long a submit waits for the replicas to acknowledge it. */
+const REPLICA_WAIT_MS = 2000;
 
 /** How often a retry looks again at another submit's live claim. */
 const BUSY_POLL_MS = 100;
@@ -32,6 +36,7 @@ export class Submitter {
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
     @Inject(STORAGE) private readonly storage: JobStorage,
+    @Inject(REDIS) private readonly redis: Redis,
     private readonly statuses: StatusStore,
     private readonly queues: JobQueues,
     private readonly waiting: WaitingJobs,
@@ -84,7 +89,24 @@ export class Submitter {
     await this.statuses.commitClaim(jobId, queued).catch((error: unknown) => {
       this.logger.warn({ jobId, err: error }, 'job queued, but its status could not be recorded yet; the reconciler will');
     });
+    await this.awaitReplicas(jobId);
     await reachStep('committed');
+  }
+
+  /**
+   * With replicas (Sentinel), a submit is answered only once they have it:
+   * a failover right after a 200 would otherwise lose the job. Without
+   * enough acknowledgements the client hears 503 and retries; its retry
+   * finds the job (409) or, if the failover lost it, submits it again.
+   */
+  private async awaitReplicas(jobId: string): Promise<void> {
+    const wanted = this.config.redis.minReplicasAck;
+    if (wanted <= 0) return;
+    const acked = await this.redis.wait(wanted, REPLICA_WAIT_MS).catch(() => 0);
+    if (acked < wanted) {
+      this.logger.warn({ jobId, acked, wanted }, 'submit not yet on enough replicas; answering 503');
+      throw unavailable(`Job \`${jobId}\` is not yet safe on the Redis replicas; retry`);
+    }
   }
 
   /**
