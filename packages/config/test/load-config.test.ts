@@ -19,7 +19,7 @@ describe('example configs', () => {
     const config = loadConfig(join(examples, 'shepherd-bare.yml'), { env: {} });
     expect(config.storage).toEqual({ backend: 'filesystem', root: '/tmp/shepherd-storage' });
     expect(config.sheep.bare_sheep).toMatchObject({ type: 'bare', port: 9001, workingDirectory: 'examples/models', devices: [] });
-    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'shepherd' });
+    expect(config.redis).toEqual({ url: 'redis://127.0.0.1:6379', prefix: 'shepherd', name: 'mymaster', minReplicasAck: 0 });
     expect(config.gateway).toMatchObject({ host: '0.0.0.0', port: 5000, payloadLimit: 64 * 1024 ** 2, admin: undefined });
     expect(config.debug).toBe(false);
   });
@@ -148,5 +148,13 @@ describe('worker settings', () => {
     expect(config.auth?.tokens[0]?.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(() => parseConfig('auth: {tokens: [{name: x, token: short, scopes: [read]}]}\n', 'c.yml')).toThrow(/at least 16 characters/);
     expect(() => parseConfig('auth: {tokens: [{name: x, scopes: [read]}]}\n', 'c.yml')).toThrow(/exactly one of token_sha256 and token/);
+  });
+});
+
+describe('redis settings', () => {
+  it('reads sentinels and asks replicas to acknowledge submits by default with them', () => {
+    const config = parseConfig('redis: {sentinels: ["127.0.0.1:26379", "10.0.0.2:26379"], name: main, password: "${PW}"}\n', 'c.yml', { env: { PW: 'secret' } });
+    expect(config.redis).toMatchObject({ sentinels: ['127.0.0.1:26379', '10.0.0.2:26379'], name: 'main', password: 'secret', minReplicasAck: 1 });
+    expect(() => parseConfig('redis: {sentinels: ["nohost"]}\n', 'c.yml')).toThrow(/redis.sentinels.0: expected host:port/);
   });
 });
