@@ -19,9 +19,10 @@ describe('the rest of the API', () => {
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({
       sheep: {
-        sheep_a: { running: false, model: null, request: null },
-        sheep_b: { running: false, model: null, request: null },
+        sheep_a: { running: false, model: null, request: null, waiting: 0 },
+        sheep_b: { running: false, model: null, request: null, waiting: 0 },
       },
+      models: {},
     });
   });
 
@@ -30,7 +31,7 @@ describe('the rest of the API', () => {
     const registry = gw.app.get(SheepRegistry);
     await registry.publish('sheep_a', { model: { name: 'm', version: '1' }, request: 'job-1', heartbeatAt: new Date().toISOString() }, 5000);
     const { sheep } = await (await fetch(`${gw.url}/status`)).json();
-    expect(sheep.sheep_a).toEqual({ running: true, model: { name: 'm', version: '1' }, request: 'job-1' });
+    expect(sheep.sheep_a).toEqual({ running: true, model: { name: 'm', version: '1' }, request: 'job-1', waiting: 0 });
   });
 
   it('serves the OpenAPI document and Swagger UI at /docs', async () => {
