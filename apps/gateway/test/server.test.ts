@@ -72,7 +72,7 @@ describe('the shepherd command', () => {
     try {
       await waitFor(() => fetch(`http://127.0.0.1:${port}/status`).then((r) => r.ok, () => false), 20_000, 'the gateway');
       const response = await fetch(`http://127.0.0.1:${port}/status`, { headers: { 'x-request-id': 'req-42' } });
-      expect(await response.json()).toEqual({ sheep: {} });
+      expect(await response.json()).toEqual({ sheep: {}, models: {} });
       expect(response.headers.get('x-request-id')).toBe('req-42');
       const line = await waitFor(
         () => readFileSync(join(dir, 'logs/gateway.log'), 'utf8').split('\n').find((l) => l.includes('req-42')),
