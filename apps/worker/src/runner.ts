@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { modelKey, type Model } from '@shepherd/contracts';
-import { RunnerClient, type RunnerResult } from '@shepherd/runner';
+import { RunnerClient, type RunnerProgress, type RunnerResult } from '@shepherd/runner';
 import { RunnerDiedError, RunnerStartError, RunnerStoppedError, describeExit, type RunnerExit } from './errors';
 import type { PreparedRunner, RunnerHost, StartedRunner } from './sheep/runner-host';
 
@@ -39,8 +39,11 @@ export class Runner {
 
   constructor(
     private readonly host: RunnerHost,
-    /** `onChange` runs when `model` or `currentJob` changes, synchronously, so what it sends goes out before the caller's next step. */
-    private readonly options: { startTimeoutMs: number; log: Logger; onChange?: () => void },
+    /**
+     * `onChange` runs when `model` or `currentJob` changes, synchronously, so what it sends goes out before the caller's next step.
+     * `onProgress` gets each ProgressMessage of a job in the runner as it arrives (default: none; the runner is not asked for any).
+     */
+    private readonly options: { startTimeoutMs: number; log: Logger; onChange?: () => void; onProgress?: RunnerProgress },
   ) {}
 
   get model(): Model | null {
@@ -201,6 +204,7 @@ export class Runner {
       host: process.host,
       port: process.port,
       onWarning: (message, details) => log.warn({ model, ...details }, message),
+      onProgress: this.options.onProgress,
     });
     const live: Live = { model, process, client, outstanding: [] };
     void process.exited.then((exit) => {

@@ -1,7 +1,9 @@
 """Echo runner in Python: the same semantics as the TypeScript example.
 
 Writes ``outputs/output`` = ``{"result": <input>, "model": <config model or None>, "pid": <pid>}``.
-An input object may ask for ``sleep_ms`` (wait first), ``exit`` (the process dies
+An input object may ask for ``sleep_ms`` (wait first), ``progress_steps`` (with
+``sleep_ms``: wait in that many equal steps, calling ``report_progress(i / N, "step i/N")``
+after each), ``exit`` (the process dies
 with that code), ``fail`` (the job raises that message) and ``files``
 ({relative path: text} written into outputs/).
 """
@@ -19,8 +21,14 @@ class EchoRunner(BaseRunner):
             data = json.load(file)
         asks = data if isinstance(data, dict) else {}
 
-        if isinstance(asks.get("sleep_ms"), (int, float)):
-            time.sleep(asks["sleep_ms"] / 1000)
+        sleep_s = asks["sleep_ms"] / 1000 if isinstance(asks.get("sleep_ms"), (int, float)) else 0
+        steps = asks.get("progress_steps")
+        if isinstance(steps, int) and steps >= 1:
+            for step in range(1, steps + 1):
+                time.sleep(sleep_s / steps)
+                self.report_progress(step / steps, "step {}/{}".format(step, steps))
+        elif sleep_s:
+            time.sleep(sleep_s)
         if isinstance(asks.get("exit"), int):
             os._exit(asks["exit"])  # dies at once, like a crashed runner
         if "fail" in asks:

@@ -5,12 +5,16 @@ bound on tcp://0.0.0.0:PORT; each message one frame of JSON,
 ``{"message": {...}}``. Same semantics as ``serveRunner`` in @shepherd/runner:
 ``load()`` before binding, one job at a time in arrival order, a malformed
 message is logged and not answered, SIGTERM/SIGINT finish the job in hand.
+``report_progress`` sends our ProgressMessage, only to a sheep that announced it
+takes one (its routing id starts with ``PROGRESS_PEER_PREFIX``): the original
+sheep's listener dies on a message type it does not know.
 """
 
 import argparse
 import importlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -19,13 +23,17 @@ import traceback
 
 import zmq
 
-__all__ = ["BaseRunner", "serve", "main", "encode_message", "decode_input"]
+__all__ = ["BaseRunner", "serve", "main", "encode_message", "decode_input", "PROGRESS_PEER_PREFIX"]
 
 INPUT_DIR = "inputs"
 OUTPUT_DIR = "outputs"
 DEFAULT_PORT = 9999
 # How long replies still queued may take to leave when the runner stops.
 CLOSE_LINGER_MS = 2000
+# Routing id prefix of a sheep that takes ProgressMessages (as PROGRESS_PEER_PREFIX in @shepherd/runner).
+PROGRESS_PEER_PREFIX = b"shepherd-progress/1/"
+# Longest progress message, in UTF-16 code units as the sheep counts them.
+PROGRESS_MESSAGE_MAX = 1000
 
 log = logging.getLogger("shepherd_runner")
 
@@ -42,6 +50,17 @@ class BaseRunner:
 
     def process_job(self, input_dir, output_dir, job_id):
         raise NotImplementedError
+
+    def report_progress(self, fraction, message=None):
+        """Report how far the job in hand is: ``fraction`` 0..1 (clamped), ``message`` cut to 1,000 characters.
+
+        Sent at once, ahead of the job's answer. Does nothing outside ``process_job`` or for a sheep
+        that does not take progress (the original's). Call it from the thread running ``process_job``
+        (ZeroMQ sockets are not thread-safe), at most a few times a second: the sheep keeps the latest.
+        """
+        sink = getattr(self, "_progress_sink", None)
+        if sink is not None:
+            sink(fraction, message)
 
 
 class MalformedMessage(ValueError):
@@ -149,6 +168,24 @@ def _handle(runner, sock, frames):
         return
     job_dir = os.path.join(io_data_root, job_id)
     log.info("job %s: started", job_id)
+    takes_progress = identity.startswith(PROGRESS_PEER_PREFIX)
+
+    def send_progress(fraction, message):
+        try:
+            value = float(fraction)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            log.warning("job %s: progress %r ignored: not a finite number", job_id, fraction)
+            return
+        if not takes_progress:
+            return
+        fields = {"progress": min(1.0, max(0.0, value))}
+        if message is not None and str(message) != "":
+            fields["message"] = _cut(str(message), PROGRESS_MESSAGE_MAX)
+        sock.send_multipart([identity, encode_message("ProgressMessage", job_id, **fields)])
+
+    runner._progress_sink = send_progress
     try:
         runner.process_job(os.path.join(job_dir, INPUT_DIR), os.path.join(job_dir, OUTPUT_DIR), job_id)
         reply = encode_message("DoneMessage", job_id)
@@ -164,8 +201,18 @@ def _handle(runner, sock, frames):
             exception_traceback=trace,
         )
         log.error("job %s: failed:\n%s", job_id, trace)
+    finally:
+        runner._progress_sink = None
     # A ROUTER drops a reply to a sheep that went away; it never blocks.
     sock.send_multipart([identity, reply])
+
+
+def _cut(text, limit):
+    """At most ``limit`` UTF-16 code units (characters past U+FFFF count two), as JavaScript counts."""
+    text = text[:limit]
+    while len(text.encode("utf-16-le")) > 2 * limit:
+        text = text[:-1]
+    return text
 
 
 def _load_config(path):

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Router } from 'zeromq';
-import { decodeMessage, encodeMessage, type RunnerMessageInput } from './protocol';
+import { decodeMessage, encodeMessage, PROGRESS_MESSAGE_MAX, takesProgress, type RunnerMessageInput } from './protocol';
 
 /** The original's names for the two folders of a job under `io_data_root/<job_id>/`. */
 export const INPUT_DIR = 'inputs';
@@ -24,7 +24,22 @@ export abstract class BaseRunner {
 
   /** Reads `inputDir`, writes results to `outputDir`. A throw becomes the job's ErrorMessage. */
   abstract processJob(inputDir: string, outputDir: string, jobId: string): Promise<void> | void;
+
+  /**
+   * Reports how far the job in hand is, e.g. `this.progress(0.4, 'epoch 2')`:
+   * `fraction` 0..1 (clamped), `message` cut to 1,000 characters. Sent at
+   * once, without waiting, and ahead of the job's answer. Does nothing
+   * outside processJob, or for a sheep that does not take progress (the
+   * original's). The sheep keeps only the latest few a second, so there is
+   * no point calling it more often.
+   */
+  progress(fraction: number, message?: string | null): void {
+    jobsInHand.get(this)?.(fraction, message ?? null);
+  }
 }
+
+/** The job each serving runner has in hand, as where its progress goes. */
+const jobsInHand = new WeakMap<BaseRunner, (fraction: number, message: string | null) => void>();
 
 export interface ServeOptions {
   /** Port to bind the ROUTER to. */
@@ -86,6 +101,15 @@ export async function serveRunner(runner: BaseRunner, options: ServeOptions): Pr
       throw new Error(`Cannot bind ${address}: ${(error as Error).message}`);
     }
     log(`listening on ${address}`);
+    const socket = router;
+    // zeromq allows one send in flight per socket: progress and replies go out in order through one chain.
+    let sending: Promise<void> = Promise.resolve();
+    const send = (frames: Buffer[], what: string): Promise<void> => {
+      // A ROUTER drops a message to a sheep that went away; it never blocks.
+      const sent = sending.then(() => socket.send(frames));
+      sending = sent.catch(() => undefined);
+      return sent.catch((error: unknown) => log(`${what}: cannot send: ${(error as Error).message}`));
+    };
     while (!stopping) {
       let frames: Buffer[];
       try {
@@ -98,7 +122,7 @@ export async function serveRunner(runner: BaseRunner, options: ServeOptions): Pr
       if (stopping) break;
       busy = true;
       try {
-        await handleFrames(runner, router, frames, log);
+        await handleFrames(runner, frames, send, log);
       } finally {
         busy = false;
       }
@@ -112,7 +136,9 @@ export async function serveRunner(runner: BaseRunner, options: ServeOptions): Pr
   log('stopped');
 }
 
-async function handleFrames(runner: BaseRunner, router: Router, frames: Buffer[], log: (line: string) => void): Promise<void> {
+type Send = (frames: Buffer[], what: string) => Promise<void>;
+
+async function handleFrames(runner: BaseRunner, frames: Buffer[], send: Send, log: (line: string) => void): Promise<void> {
   const [identity, frame] = frames;
   if (frames.length !== 2 || !identity || !frame) {
     log(`ignored a message of ${frames.length} frames (expected identity and one JSON frame)`);
@@ -132,6 +158,21 @@ async function handleFrames(runner: BaseRunner, router: Router, frames: Buffer[]
   const jobId = message.job_id;
   const jobDir = join(message.io_data_root, jobId);
   log(`job ${jobId}: started`);
+  const sendsProgress = takesProgress(identity);
+  jobsInHand.set(runner, (fraction, message) => {
+    if (!Number.isFinite(fraction)) {
+      log(`job ${jobId}: progress ${fraction} ignored: not a finite number`);
+      return;
+    }
+    if (!sendsProgress) return;
+    const progress = encodeMessage({
+      message_type: 'ProgressMessage',
+      job_id: jobId,
+      progress: fraction,
+      message: message === null ? null : String(message).slice(0, PROGRESS_MESSAGE_MAX),
+    });
+    void send([identity, progress], `job ${jobId}: progress`);
+  });
   let reply: RunnerMessageInput;
   try {
     await runner.processJob(join(jobDir, INPUT_DIR), join(jobDir, OUTPUT_DIR), jobId);
@@ -147,13 +188,10 @@ async function handleFrames(runner: BaseRunner, router: Router, frames: Buffer[]
       exception_traceback: traceback,
     };
     log(`job ${jobId}: failed: ${traceback || `${type}: ${text}`}`);
+  } finally {
+    jobsInHand.delete(runner);
   }
-  // A ROUTER drops a reply to a sheep that went away; it never blocks.
-  try {
-    await router.send([identity, encodeMessage(reply)]);
-  } catch (error) {
-    log(`job ${jobId}: cannot send the reply: ${(error as Error).message}`);
-  }
+  await send([identity, encodeMessage(reply)], `job ${jobId}: the reply`);
 }
 
 function describeError(error: unknown): { type: string; text: string; traceback: string } {

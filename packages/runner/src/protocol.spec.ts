@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { decodeMessage, encodeMessage, MessageDecodeError } from './protocol';
+import { decodeMessage, encodeMessage, MessageDecodeError, PROGRESS_PEER_PREFIX, takesProgress } from './protocol';
 
 describe('encodeMessage', () => {
   it('writes an InputMessage byte for byte as the original (Python json.dumps of schematics to_primitive)', () => {
@@ -79,5 +79,51 @@ describe('decodeMessage', () => {
   ])('rejects %s with a MessageDecodeError naming the problem', (_what, frame, pattern) => {
     expect(() => decodeMessage(frame)).toThrow(MessageDecodeError);
     expect(() => decodeMessage(frame)).toThrow(pattern);
+  });
+});
+
+describe('ProgressMessage (ours; the original has none)', () => {
+  it('is written in the same envelope, progress as a Python float, message left out when none', () => {
+    expect(encodeMessage({ message_type: 'ProgressMessage', job_id: 'j', progress: 0.4, message: 'epoch 2' }).toString()).toBe(
+      '{"message": {"identity": "", "job_id": "j", "message_type": "ProgressMessage", "progress": 0.4, "message": "epoch 2"}}',
+    );
+    expect(encodeMessage({ message_type: 'ProgressMessage', job_id: 'j', progress: 1 }).toString()).toBe(
+      '{"message": {"identity": "", "job_id": "j", "message_type": "ProgressMessage", "progress": 1.0}}',
+    );
+  });
+
+  it('reads progress clamped to 0..1 and an empty or missing message as null', () => {
+    const read = (fields: string) => decodeMessage(`{"message": {"job_id": "j", "message_type": "ProgressMessage", ${fields}}}`);
+    expect(read('"progress": 0.25, "message": "a"')).toEqual({
+      message_type: 'ProgressMessage',
+      identity: '',
+      job_id: 'j',
+      progress: 0.25,
+      message: 'a',
+    });
+    expect(read('"progress": 7')).toMatchObject({ progress: 1, message: null });
+    expect(read('"progress": -1e3, "message": ""')).toMatchObject({ progress: 0, message: null });
+    expect(read('"progress": 0, "message": null')).toMatchObject({ progress: 0, message: null });
+    expect(read(`"progress": 0.5, "message": "${'x'.repeat(1000)}"`)).toMatchObject({ message: 'x'.repeat(1000) });
+  });
+
+  it.each([
+    ['no progress', '"message": "a"', /progress/],
+    ['a string for progress', '"progress": "0.5"', /progress/],
+    ['NaN (Python json.dumps writes it)', '"progress": NaN', /not JSON/],
+    ['Infinity', '"progress": Infinity', /not JSON/],
+    ['a number for message', '"progress": 0.5, "message": 3', /message\.message/],
+    ['a message over 1,000 characters', `"progress": 0.5, "message": "${'x'.repeat(1001)}"`, /message\.message/],
+  ])('rejects %s', (_what, fields, pattern) => {
+    const frame = `{"message": {"job_id": "j", "message_type": "ProgressMessage", ${fields}}}`;
+    expect(() => decodeMessage(frame)).toThrow(MessageDecodeError);
+    expect(() => decodeMessage(frame)).toThrow(pattern);
+  });
+
+  it('is sent only to a peer whose routing id announces it', () => {
+    expect(takesProgress(Buffer.from(`${PROGRESS_PEER_PREFIX}0b6c6f0e`))).toBe(true);
+    // What libzmq gives a DEALER without a routing id (the original sheep's): 0x00 and four random bytes.
+    expect(takesProgress(Buffer.from([0, 0x6b, 0x8b, 0x45, 0x67]))).toBe(false);
+    expect(takesProgress(Buffer.from('shepherd-progress/'))).toBe(false);
   });
 });

@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { Dealer } from 'zeromq';
-import { decodeMessage, encodeMessage, MessageDecodeError } from './protocol';
+import { decodeMessage, encodeMessage, MessageDecodeError, PROGRESS_PEER_PREFIX } from './protocol';
 
 export interface RunnerClientOptions {
   /** Host the runner listens on. Default `127.0.0.1`. */
@@ -14,7 +15,17 @@ export interface RunnerClientOptions {
    * Default: ignored.
    */
   onWarning?: RunnerWarning;
+  /**
+   * Told each ProgressMessage for a job in hand (`progress` clamped to 0..1,
+   * `message` null when none), as it arrives: coalesce before anything slow.
+   * Given, the client announces in its routing id that it takes them
+   * (PROGRESS_PEER_PREFIX); runners for the original never send any.
+   * Default: none announced, and any that come are dropped.
+   */
+  onProgress?: RunnerProgress;
 }
+
+export type RunnerProgress = (jobId: string, progress: number, message: string | null) => void;
 
 export type RunnerWarning = (message: string, details?: Record<string, unknown>) => void;
 
@@ -47,10 +58,11 @@ interface Pending {
  */
 export class RunnerClient {
   readonly address: string;
-  private readonly socket = new Dealer({ linger: 0 });
+  private readonly socket: Dealer;
   private readonly pending = new Map<string, Pending>();
   private readonly listeningWaiters = new Set<() => void>();
   private readonly onWarning: RunnerWarning;
+  private readonly onProgress?: RunnerProgress;
   /** zeromq v6 allows one send in flight per socket, so sends are chained. */
   private sendChain: Promise<void> = Promise.resolve();
   private connected = false;
@@ -59,6 +71,8 @@ export class RunnerClient {
   constructor(options: RunnerClientOptions) {
     this.address = `tcp://${options.host ?? '127.0.0.1'}:${options.port}`;
     this.onWarning = options.onWarning ?? (() => undefined);
+    this.onProgress = options.onProgress;
+    this.socket = new Dealer({ linger: 0, ...(options.onProgress && { routingId: `${PROGRESS_PEER_PREFIX}${randomUUID()}` }) });
     void this.watchEvents();
   }
 
@@ -200,6 +214,21 @@ export class RunnerClient {
         jobId: message.job_id,
         messageType: message.message_type,
       });
+      return;
+    }
+    if (message.message_type === 'ProgressMessage') {
+      if (!this.pending.has(message.job_id)) {
+        this.warn(`Ignored a ProgressMessage for unknown job ${message.job_id} from ${this.address}`, {
+          jobId: message.job_id,
+          messageType: message.message_type,
+        });
+      } else if (this.onProgress) {
+        try {
+          this.onProgress(message.job_id, message.progress, message.message);
+        } catch (error) {
+          this.warn(`onProgress failed for job ${message.job_id}: ${String(error)}`, { jobId: message.job_id, error: String(error) });
+        }
+      }
       return;
     }
     const known = this.settle(message.job_id, (p) =>

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Dealer } from 'zeromq';
 import { freePort, tempDir, waitFor } from '@shepherd/testing';
@@ -8,8 +9,10 @@ import {
   killAll,
   makeJob,
   PYTHON_ECHO_CONFIG,
+  PYTHON,
   pythonZmqAvailable,
   readOutput,
+  REPO_ROOT,
   startPythonRunner,
   type RunnerProcess,
 } from './runner-process';
@@ -60,6 +63,20 @@ describePython('python3 -m shepherd_runner with the Python echo example', () => 
     expect(readOutput(root, jobId, 'more/a.txt')).toBe('A');
   });
 
+  it('self.report_progress reaches a client that takes progress, ahead of the answer', async () => {
+    const seen: [string, number, string | null][] = [];
+    const taking = new RunnerClient({ port, onProgress: (...report) => seen.push(report) });
+    try {
+      taking.connect();
+      await taking.waitListening(20_000);
+      const jobId = makeJob(root, { progress_steps: 4, sleep_ms: 40 });
+      await expect(taking.submit(jobId, root)).resolves.toEqual({ kind: 'done' });
+      expect(seen).toEqual([1, 2, 3, 4].map((step) => [jobId, step / 4, `step ${step}/4`]));
+    } finally {
+      taking.close();
+    }
+  });
+
   it('answers a failing job with the Python exception and traceback', async () => {
     const jobId = makeJob(root, { fail: 'bad input' });
     const result = await client.submit(jobId, root);
@@ -80,7 +97,8 @@ describePython('python3 -m shepherd_runner with the Python echo example', () => 
     const dealer = new Dealer({ linger: 0, receiveTimeout: 20_000 });
     try {
       dealer.connect(`tcp://127.0.0.1:${port}`);
-      const done = makeJob(root, {});
+      // It reports progress, but not to a sheep that did not announce it takes it (the original's).
+      const done = makeJob(root, { progress_steps: 2 });
       await dealer.send(`{"message": {"identity": "", "job_id": "${done}", "message_type": "InputMessage", "io_data_root": "${root}"}}`);
       const [doneReply] = await dealer.receive();
       expect(doneReply?.toString()).toBe(encodeMessage({ message_type: 'DoneMessage', job_id: done }).toString());
@@ -94,6 +112,38 @@ describePython('python3 -m shepherd_runner with the Python echo example', () => 
     } finally {
       dealer.close();
     }
+  });
+
+  it('report_progress writes what encodeMessage writes: clamped, message cut to 1,000 UTF-16 units, left out when none', () => {
+    // _handle with a socket that records what it sends, as a sheep that announced it takes progress.
+    const script = `
+import json, sys, shepherd_runner as s
+class Sock:
+    def send_multipart(self, frames): sys.stdout.write(frames[1].decode() + "\\n")
+class R(s.BaseRunner):
+    def process_job(self, i, o, job_id):
+        for args in [(0.25, "a"), (1.5, None), (-1, ""), (float("nan"), "x"), ("0.5", "\\u00e9" * 1500), (0.5, "\\U0001F600" * 600)]:
+            self.report_progress(*args)
+R({}, "c").report_progress(0.1, "outside a job")
+frame = s.encode_message("InputMessage", "j", io_data_root="/nowhere")
+s._handle(R({}, "c"), Sock(), [s.PROGRESS_PEER_PREFIX + b"x", frame])
+`;
+    const run = spawnSync(PYTHON, ['-c', script], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, PYTHONPATH: join(REPO_ROOT, 'packages/runner-python'), PYTHONDONTWRITEBYTECODE: '1' },
+      encoding: 'utf8',
+    });
+    expect(run.status).toBe(0);
+    const progress = (progress: number, message?: string) => encodeMessage({ message_type: 'ProgressMessage', job_id: 'j', progress, message }).toString();
+    expect(run.stdout.trimEnd().split('\n')).toEqual([
+      progress(0.25, 'a'),
+      progress(1),
+      progress(0),
+      progress(0.5, 'é'.repeat(1000)),
+      progress(0.5, '😀'.repeat(500)),
+      encodeMessage({ message_type: 'DoneMessage', job_id: 'j' }).toString(),
+    ]);
+    expect(run.stderr).toContain("job j: progress nan ignored: not a finite number");
   });
 
   it('ignores a malformed message and goes on serving', async () => {

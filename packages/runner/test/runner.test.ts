@@ -98,11 +98,31 @@ describe('shepherd-runner with the echo example', () => {
     await expect(first).resolves.toEqual({ kind: 'done' });
   });
 
+  it('reports progress with this.progress() when a job asks, to a client that takes it', async () => {
+    const seen: [string, number, string | null][] = [];
+    const taking = new RunnerClient({ port, onProgress: (...report) => seen.push(report) });
+    try {
+      taking.connect();
+      await taking.waitListening(20_000);
+      const jobId = makeJob(root, { progress_steps: 3, sleep_ms: 30 });
+      await expect(taking.submit(jobId, root)).resolves.toEqual({ kind: 'done' });
+      expect(seen).toEqual([
+        [jobId, 1 / 3, 'step 1/3'],
+        [jobId, 2 / 3, 'step 2/3'],
+        [jobId, 1, 'step 3/3'],
+      ]);
+      expect(JSON.parse(readOutput(root, jobId)).progress_sent_ms).toHaveLength(3);
+    } finally {
+      taking.close();
+    }
+  });
+
   it('speaks the original bytes: a raw DEALER gets the reply the original runner sends', async () => {
     const dealer = new Dealer({ linger: 0, receiveTimeout: 20_000 });
     try {
       dealer.connect(`tcp://127.0.0.1:${port}`);
-      const done = makeJob(root, { raw: true });
+      // A job that reports progress: the original sheep (no announcing routing id) must see none of it.
+      const done = makeJob(root, { raw: true, progress_steps: 2 });
       await dealer.send(`{"message": {"identity": "", "job_id": "${done}", "message_type": "InputMessage", "io_data_root": "${root}"}}`);
       const [reply] = await dealer.receive();
       expect(reply?.toString()).toBe(`{"message": {"identity": "", "job_id": "${done}", "message_type": "DoneMessage"}}`);

@@ -9,8 +9,11 @@ import { BaseRunner } from '@shepherd/runner';
  * "started_ms", "finished_ms"}` (epoch milliseconds: the benchmark measures how
  * busy the runner was from them).
  * For tests, an input object may also ask for `sleep_ms` (wait first),
- * `exit` (the process dies with that code), `fail` (the job throws that
- * message) and `files` ({relative path: text} written into outputs/).
+ * `progress_steps` (with `sleep_ms`: wait in that many equal steps, reporting
+ * `this.progress(i / N, "step i/N")` after each; the output then holds
+ * `progress_sent_ms`, when each report was sent), `exit` (the process dies
+ * with that code), `fail` (the job throws that message) and `files`
+ * ({relative path: text} written into outputs/).
  */
 export default class EchoRunner extends BaseRunner {
   async processJob(inputDir: string, outputDir: string): Promise<void> {
@@ -18,7 +21,18 @@ export default class EchoRunner extends BaseRunner {
     const input = JSON.parse(await readFile(join(inputDir, 'input'), 'utf8')) as unknown;
     const asks = typeof input === 'object' && input !== null && !Array.isArray(input) ? (input as Record<string, unknown>) : {};
 
-    if (typeof asks.sleep_ms === 'number') await sleep(asks.sleep_ms);
+    const steps = typeof asks.progress_steps === 'number' && asks.progress_steps >= 1 ? Math.floor(asks.progress_steps) : 0;
+    const sleepMs = typeof asks.sleep_ms === 'number' ? asks.sleep_ms : 0;
+    const progressSentMs: number[] = [];
+    if (steps > 0) {
+      for (let step = 1; step <= steps; step++) {
+        await sleep(sleepMs / steps);
+        progressSentMs.push(performance.timeOrigin + performance.now());
+        this.progress(step / steps, `step ${step}/${steps}`);
+      }
+    } else if (sleepMs) {
+      await sleep(sleepMs);
+    }
     if (typeof asks.exit === 'number') process.exit(asks.exit);
     if (asks.fail !== undefined) throw new Error(String(asks.fail));
 
@@ -32,6 +46,8 @@ export default class EchoRunner extends BaseRunner {
       }
     }
     const model = (this.config as { model?: unknown } | null)?.model ?? null;
-    await writeFile(join(outputDir, 'output'), JSON.stringify({ result: input, model, pid: process.pid, started_ms: startedMs, finished_ms: performance.timeOrigin + performance.now() }));
+    const finishedMs = performance.timeOrigin + performance.now();
+    const output = { result: input, model, pid: process.pid, started_ms: startedMs, finished_ms: finishedMs };
+    await writeFile(join(outputDir, 'output'), JSON.stringify(steps > 0 ? { ...output, progress_sent_ms: progressSentMs } : output));
   }
 }
