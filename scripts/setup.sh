@@ -46,6 +46,8 @@ if ! docker compose version >/dev/null 2>&1; then
   command -v docker-compose >/dev/null || { log "installing docker-compose"; apt_install docker-compose; }
 fi
 [ -x /usr/bin/busybox ] || apt_install busybox-static
+# The Kubernetes manifests are rendered with kubectl's kustomize in the tests (no cluster needed).
+command -v kubectl >/dev/null || { log "installing kubectl"; apt_install kubectl; }
 if ! docker version >/dev/null 2>&1; then
   log "starting dockerd"
   mkdir -p /var/log

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 pnpm test
+node scripts/check-kubernetes.mjs
 
 bash scripts/stack.sh compose config -q
 COMPOSE_PROFILES=gpu bash scripts/stack.sh compose --local config -q
