@@ -252,6 +252,9 @@ describe('the OpenAPI document', () => {
     expect((await answer('get', '/jobs/{id}/result', `/jobs/${jobId}/result`)).body).toBe('{"result": 1}');
     expect((await answer('get', '/jobs/{id}/result/{file}', `/jobs/${jobId}/result/page.json`)).status).toBe(200);
     expect((await answer('get', '/jobs/{id}/result/{file}', `/jobs/${jobId}/result/missing`)).status).toBe(404);
+    const events = await answer('get', '/jobs/{id}/events', `/jobs/${jobId}/events`);
+    expect(events.body).toMatch(/^id: \d+-\d+\nevent: status\ndata: \{.*\n\n$/s);
+    expect((await answer('get', '/jobs/{id}/events', `/jobs/${jobId}/events`, { headers: { 'last-event-id': 'x' } })).status).toBe(400);
 
     const failed = uniqueId('job');
     await start({ job_id: failed, model, payload: '{}' });
@@ -263,7 +266,7 @@ describe('the OpenAPI document', () => {
     expect((await answer('get', '/jobs/{id}/status', `/jobs/${failed}/status`)).status).toBe(200);
 
     for (const id of [uniqueId('job'), 'not..valid']) {
-      for (const route of ['status', 'wait_ready', 'result', 'input']) {
+      for (const route of ['status', 'wait_ready', 'result', 'input', 'events']) {
         expect((await answer('get', `/jobs/{id}/${route}`, `/jobs/${id}/${route}`)).status).toBe(404);
       }
     }

@@ -1,5 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiParam, ApiQuery, ApiResponse } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiHeader, ApiParam, ApiQuery, ApiResponse } from '@nestjs/swagger';
 import type { z } from 'zod';
 import { zodToOpenApi, type OpenApiSchema } from './openapi-schema';
 import { JOB_ID_DESCRIPTION, JOB_ID_PATTERN, schemaRef, type ApiSchemaName } from './api-schemas';
@@ -42,6 +42,27 @@ function contentOf(answer: Answer | string): Record<string, { schema: object }> 
 
 /** A file streamed as stored, its Content-Type guessed from its name. */
 export const FILE_ANSWER = { '*/*': { schema: { type: 'string', format: 'binary' } } };
+
+/** Server-Sent Events: `id:`, `event:` and `data:` lines, a blank line after each event. */
+export const EVENT_STREAM_ANSWER = {
+  'text/event-stream': {
+    schema: {
+      type: 'string',
+      description: 'Events `id: <ms>-<seq>`, `event: status|progress`, `data: <JobStatus JSON with job_id>`; comments `: keep-alive`',
+      example: 'id: 1767225600000-0\nevent: status\ndata: {"job_id":"job-1","status":"queued","model":{"name":"echo","version":"v1"}}\n\n',
+    },
+  },
+};
+
+/** Where an event stream resumes: the header EventSource sends on reconnect, or the query for a first connect. */
+export function ApiLastEventId(): MethodDecorator {
+  const description = 'Resume after this event id (`<ms>-<seq>`, as sent in `id:`); without it the stream starts at the job’s first event';
+  const schema = { type: 'string', pattern: '^\\d{1,20}-\\d{1,20}$', example: '1767225600000-0' };
+  return applyDecorators(
+    ApiHeader({ name: 'Last-Event-ID', required: false, description: `${description}. Wins over \`last_event_id\``, schema }),
+    ApiQuery({ name: 'last_event_id', required: false, description, schema }),
+  );
+}
 
 /** The `:id` of the /jobs routes. */
 export function ApiJobId(): MethodDecorator {
