@@ -27,7 +27,8 @@ export function buildStandInImages(): StandInImages {
       },
       cmd: ['docker-registry', 'serve', '/etc/docker/registry/config.yml'],
     }),
-    s3: s3Image('local/s3rver:3', base),
+    // The tag names the guarded entry (below): an older unguarded image is not reused.
+    s3: s3Image('local/s3rver:3-keyed', base),
     base,
   };
 }
@@ -54,13 +55,47 @@ function binaryImage(
   return tag;
 }
 
+/**
+ * s3rver lets unsigned requests through, keeps its own S3RVER/S3RVER key
+ * and checks no V4 signature. Its stand-in image starts it behind a guard:
+ * the built-in key is revoked, and every request must name the configured
+ * access key (MINIO_ROOT_USER) in its signature, or is refused 403; with no
+ * key configured, every request is. The signature itself is still not
+ * checked: the access key, random like the secret, is what keeps others out.
+ */
+const S3_GUARD = `'use strict';
+const S3rver = require('s3rver');
+const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account');
+DUMMY_ACCOUNT.revokeAccessKey('S3RVER');
+const key = process.env.MINIO_ROOT_USER || '';
+const named = (ctx) => {
+  const header = ctx.get('authorization');
+  // V4 header, V2 header, V4 presigned query, V2 presigned query.
+  const credential = /Credential=([^/,\\s]+)/.exec(header)?.[1] || /^AWS ([^:]+):/.exec(header)?.[1] ||
+    String(ctx.query['X-Amz-Credential'] || '').split('/')[0] || String(ctx.query.AWSAccessKeyId || '');
+  return key !== '' && credential === key;
+};
+const run = S3rver.prototype.run;
+S3rver.prototype.run = function (...args) {
+  this.middleware.unshift(async (ctx, next) => {
+    if (named(ctx)) return next();
+    ctx.status = 403;
+    ctx.type = 'application/xml';
+    ctx.body = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
+  });
+  return run.apply(this, args);
+};
+require('./dist/s3-server-cli.js');
+`;
+
 function s3Image(tag: string, base: string): string {
   if (imageExists(tag)) return tag;
   const context = tempDir('s3-stand-in');
   deployPackage('@shepherd/testing', join(context, 'app'));
+  writeFileSync(join(context, 'app', 's3-guard.js'), S3_GUARD);
   writeFileSync(
     join(context, 'Dockerfile'),
-    `FROM ${base}\nCOPY app /app\nWORKDIR /data\nENTRYPOINT ["node", "/app/dist/s3-server-cli.js"]\n`,
+    `FROM ${base}\nCOPY app /app\nWORKDIR /data\nENTRYPOINT ["node", "/app/s3-guard.js"]\n`,
   );
   execFileSync('docker', ['build', '-q', '-t', tag, context], { stdio: 'ignore' });
   return tag;
