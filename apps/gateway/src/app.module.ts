@@ -10,13 +10,14 @@ import { HealthModule } from './health/health.module';
 import { JobsModule } from './jobs/jobs.module';
 import { loggerParams } from './logging';
 import { SheepModule } from './sheep/sheep.module';
+import { WebhooksModule } from './webhooks/webhooks.module';
 
 @Module({})
 export class AppModule {
   static forRoot(config: ShepherdConfig, logDestination?: pino.DestinationStream): DynamicModule {
     return {
       module: AppModule,
-      imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), HealthModule, JobsModule, SheepModule],
+      imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), HealthModule, JobsModule, SheepModule, WebhooksModule],
       providers: [
         { provide: APP_FILTER, useClass: ExceptionsFilter },
         { provide: APP_GUARD, useClass: ScopeGuard },

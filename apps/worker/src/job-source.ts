@@ -54,6 +54,8 @@ export interface JobSourceOptions {
    * Default: fails it in BullMQ for good (UnrecoverableError).
    */
   onInvalid?: (rejected: RejectedJob) => Promise<void>;
+  /** Takes only its own queue and this model's (an external sheep's one runner). Default: any model. */
+  onlyModel?: Model;
 }
 
 /**
@@ -88,6 +90,8 @@ export class JobSource {
   }
 
   private async tryTake(heldModel: Model | null, busy: boolean): Promise<TakenJob | null> {
+    const only = this.options.onlyModel;
+    if (only) return this.takeFrom([sheepQueueName(this.options.sheepId), modelQueueName(only)]);
     const held = heldModel ? modelQueueName(heldModel) : undefined;
     // The cheap, usual case first: a pinned job or one of the model in hand.
     const first = await this.takeFrom([sheepQueueName(this.options.sheepId), ...(held ? [held] : [])]);

@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const redis = createRedis(config.redis, 'worker');
   const subscriber = createRedis(config.redis, 'subscriber');
   const storage = createStorage(config.storage);
-  const worker = createSheepWorker({ sheepId, config, storage, redis, subscriber, host, log });
+  const worker = createSheepWorker({ sheepId, config, storage, redis, subscriber, host, log, heartbeatFile: process.env.SHEPHERD_HEARTBEAT_FILE });
 
   let signals = 0;
   const shutdown = (signal: string) => {

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from '@shepherd/config';
 import type { Model, SheepState } from '@shepherd/contracts';
@@ -27,6 +28,8 @@ export interface SheepParts {
   /** Aborted by stop(); the JobRunner watches the same one. */
   stopping: AbortController;
   log: Logger;
+  /** Written after each heartbeat that reached Redis, for a probe that has only files (Kubernetes exec). Default: none. */
+  heartbeatFile?: string;
 }
 
 interface InHand extends HeldJob {
@@ -91,7 +94,12 @@ export class SheepWorker {
       heartbeatAt: new Date().toISOString(),
       modelLoads: runner.modelLoads,
     };
-    await registry.publish(sheepId, state, worker.heartbeatMs * 3).catch((error: unknown) => this.parts.log.warn({ err: error }, 'heartbeat failed'));
+    await registry.publish(sheepId, state, worker.heartbeatMs * 3).then(
+      async () => {
+        if (this.parts.heartbeatFile) await writeFile(this.parts.heartbeatFile, state.heartbeatAt).catch(() => undefined);
+      },
+      (error: unknown) => this.parts.log.warn({ err: error }, 'heartbeat failed'),
+    );
   }
 
   private async shutdown(): Promise<void> {

@@ -8,3 +8,4 @@ export * from './zod-message';
 export * from './job-life';
 export * from './folders';
 export * from './sheep-state.schema';
+export * from './webhook-delivery.schema';

@@ -252,6 +252,9 @@ export class StatusStore {
    * `queued` (unless a worker already moved it on) and the claim is closed.
    */
   async commitClaim(jobId: string, queued: JobStatus): Promise<TransitionResult> {
+    // The claim's record holds what the submit set (token, webhook): the reconciler's record keeps it.
+    const claimed = await viaRedis(() => this.redis.get(this.keys.status(jobId)));
+    if (claimed) queued = withSticky(JobStatusSchema.parse(JSON.parse(claimed)), queued);
     const raced = await this.cas(jobId, queued, ['accepted'], true);
     if (raced.written) {
       this.announce(jobId, raced.eventId, 'status', null, queued);

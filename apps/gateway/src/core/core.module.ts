@@ -46,6 +46,7 @@ export class CoreModule implements OnModuleInit, BeforeApplicationShutdown, OnAp
         CONFIG,
         STORAGE,
         REDIS,
+        SUBSCRIBER,
         RedisKeys,
         StatusStore,
         StatusEvents,

@@ -2,8 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { ShepherdConfig } from '@shepherd/config';
 import { modelKey, sheepQueueName, type Model } from '@shepherd/contracts';
-import { JobQueues, MetricsStore, SheepRegistry } from '@shepherd/queue';
-import { CONFIG } from '../core/tokens';
+import type { Redis } from 'ioredis';
+import { JobQueues, MetricsStore, RedisKeys, SheepRegistry, WebhookCounts } from '@shepherd/queue';
+import { CONFIG, REDIS } from '../core/tokens';
 
 /**
  * Prometheus metrics of the whole deployment: what the gateway counts
@@ -21,6 +22,8 @@ export class MetricsService {
     queues: JobQueues,
     sheep: SheepRegistry,
     private readonly metrics: MetricsStore,
+    @Inject(REDIS) redis: Redis,
+    keys: RedisKeys,
   ) {
     const sheepIds = Object.keys(config.sheep);
     new Gauge({
@@ -68,6 +71,16 @@ export class MetricsService {
       async collect() {
         this.reset();
         for (const [id, count] of Object.entries(await metrics.modelLoads())) this.set({ sheep: id }, count);
+      },
+    });
+    const webhooks = new WebhookCounts(redis, keys);
+    new Gauge({
+      name: 'shepherd_webhook_deliveries_total',
+      help: 'Webhook tries by outcome: delivered, retried (a try failed, another follows), failed (the last try failed), refused (host not allowed or private) (a counter kept in Redis)',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+      async collect() {
+        for (const [outcome, count] of Object.entries(await webhooks.read())) this.set({ outcome }, count);
       },
     });
   }

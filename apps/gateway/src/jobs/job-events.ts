@@ -3,7 +3,8 @@ import type { ShepherdConfig } from '@shepherd/config';
 import { isFinished, publicStatus, type JobStatus } from '@shepherd/contracts';
 import { MAX_EVENTS, StatusEvents, StatusStore } from '@shepherd/queue';
 import type { Principal } from '../auth/principal';
-import { CONFIG } from '../core/tokens';
+import type { Redis } from 'ioredis';
+import { CONFIG, SUBSCRIBER } from '../core/tokens';
 import { JobsService } from './jobs.service';
 
 /** How often an idle event stream sends a comment, so proxies and clients keep it open. */
@@ -67,7 +68,15 @@ export class JobEvents implements BeforeApplicationShutdown {
     private readonly statuses: StatusStore,
     private readonly events: StatusEvents,
     private readonly jobs: JobsService,
-  ) {}
+    @Inject(SUBSCRIBER) subscriber: Redis,
+  ) {
+    // Events published while the subscription is down are never delivered:
+    // end the open streams, and their clients resume from the Redis stream
+    // with Last-Event-ID, which holds everything.
+    subscriber.on('close', () => {
+      for (const feed of [...this.feeds]) feed.close();
+    });
+  }
 
   /**
    * Listens to the job's live events, then checks access (404 like

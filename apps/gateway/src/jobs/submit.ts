@@ -2,13 +2,14 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
-import { INPUTS_FOLDER, jobStatus, modelKey, type JobData, type StartJobRequest } from '@shepherd/contracts';
+import { INPUTS_FOLDER, jobStatus, modelKey, type JobData, type JobLife, type StartJobRequest } from '@shepherd/contracts';
 import { JobIndex, JobQueues, RedisUnavailableError, StartDeadlines, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, JobNotFoundError, type JobStorage } from '@shepherd/storage';
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
 import type { Redis } from 'ioredis';
 import { CONFIG, REDIS, STORAGE } from '../core/tokens';
 import { reachStep } from './submit-hooks';
+import { requestedWebhook } from '../webhooks/webhook-request';
 
 /** How long a submit waits for the replicas to acknowledge it. */
 const REPLICA_WAIT_MS = 2000;
@@ -48,6 +49,8 @@ export class Submitter {
   /** `owner`: the API token's name, remembered on the job (null on an open gateway). */
   async submit(request: StartJobRequest, owner: string | null = null): Promise<void> {
     const jobId = request.job_id;
+    // Checked before the claim: a refused webhook leaves nothing behind. Kept on every record (sticky).
+    const webhook = await requestedWebhook(request, this.config);
     const data: JobData = {
       jobId,
       model: request.model,
@@ -58,7 +61,7 @@ export class Submitter {
     };
     const queue = this.queues.queueName(data);
     const token = randomUUID();
-    await this.claim(jobId, request, token, queue, owner);
+    await this.claim(jobId, request, token, queue, owner, webhook);
     if (owner) await this.waiting.add(owner, jobId).catch(() => undefined); // pruned if it lingers
     await reachStep('claimed');
 
@@ -67,7 +70,7 @@ export class Submitter {
       this.statuses.renewClaim(jobId, token, leaseMs).catch(() => undefined);
     }, Math.max(100, Math.floor(leaseMs / 3)));
     try {
-      const created = await this.prepare(jobId, request, queue, token, owner);
+      const created = await this.prepare(jobId, request, queue, token, owner, webhook);
       // Before the commit, so a committed job is always listed (an id listed without a status is skipped).
       await this.index.added(jobId, Date.parse(data.enqueuedAt));
       if (data.startBy) await this.deadlines.add(queue, jobId, data.startBy);
@@ -83,7 +86,7 @@ export class Submitter {
     }
     await reachStep('added');
 
-    const queued = jobStatus.queued({ model: data.model, enqueuedAt: data.enqueuedAt, owner });
+    const queued = jobStatus.queued({ model: data.model, enqueuedAt: data.enqueuedAt, owner, webhook });
     // The job is committed: whatever happens now, it runs. If Redis is away
     // here, the claim lapses and the reconciler records `queued` later.
     await this.statuses.commitClaim(jobId, queued).catch((error: unknown) => {
@@ -113,14 +116,14 @@ export class Submitter {
    * Steps 2 and 3; on failure the claim is given back (or left to lapse
    * when even that fails). True when this submit created the job's storage.
    */
-  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string, owner: string | null): Promise<boolean> {
+  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string, owner: string | null, webhook: JobLife['webhook']): Promise<boolean> {
     let created = false;
     let recorded = false;
     try {
       created = await this.store(jobId, request, queue);
       await reachStep('stored');
       recorded = true; // from here a write may have landed even if it throws
-      await this.storage.writeStatus(jobId, jobStatus.queued({ model: request.model, enqueuedAt: new Date().toISOString(), owner }));
+      await this.storage.writeStatus(jobId, jobStatus.queued({ model: request.model, enqueuedAt: new Date().toISOString(), owner, webhook }));
       await reachStep('prepared');
       return created;
     } catch (error) {
@@ -130,11 +133,11 @@ export class Submitter {
   }
 
   /** Takes the id, waiting while another submit of it is in progress. */
-  private async claim(jobId: string, request: StartJobRequest, token: string, queue: string, owner: string | null): Promise<void> {
+  private async claim(jobId: string, request: StartJobRequest, token: string, queue: string, owner: string | null, webhook: JobLife['webhook']): Promise<void> {
     const leaseMs = this.config.gateway.submitLeaseMs;
     const deadline = Date.now() + leaseMs + 1000;
     for (;;) {
-      const claim = await this.statuses.claim(jobId, jobStatus.accepted(request.model, owner), token, leaseMs, queue);
+      const claim = await this.statuses.claim(jobId, jobStatus.accepted(request.model, owner, webhook), token, leaseMs, queue);
       if (claim.kind === 'exists') throw conflict(`Job \`${jobId}\` already exists`);
       if (claim.kind === 'claimed') {
         if (claim.tookOver) this.logger.warn({ jobId }, 'took over the claim of a submit whose gateway went away');
