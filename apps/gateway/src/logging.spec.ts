@@ -28,11 +28,12 @@ describe('the gateway request log', () => {
         service: 'gateway',
         req: expect.objectContaining({
           id: 'r-1',
+          method: 'GET',
           url: '/jobs/j1/result?Token=[REDACTED]&page=2',
-          headers: expect.objectContaining({ authorization: '[REDACTED]', 'x-api-key': '[REDACTED]', cookie: '[REDACTED]' }),
         }),
       }),
     ]);
     expect(JSON.stringify(lines)).not.toContain('s3cret');
+    expect(lines[0]?.req).not.toHaveProperty('headers'); // a lean line: no header can carry a credential into it
   });
 });

@@ -43,3 +43,14 @@ export class InvalidPathError extends Error {
     this.name = 'InvalidPathError';
   }
 }
+
+/** A file path that collides with a file or folder already in the job (`a` and `a/b`). The gateway answers 409. */
+export class FileConflictError extends Error {
+  constructor(
+    readonly jobId: string,
+    readonly path: string,
+  ) {
+    super(`The path \`${path}\` of job \`${jobId}\` collides with a file or folder of the same name already there`);
+    this.name = 'FileConflictError';
+  }
+}

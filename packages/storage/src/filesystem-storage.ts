@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { JobIdRule, JobStatus } from '@shepherd/contracts';
-import { FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailableError } from './errors';
+import { FileConflictError, FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailableError } from './errors';
 import type { JobFolder, JobStorage, StoredFile } from './job-storage';
 import { safeJobId, safeRelativePath } from './paths';
 import { parseStatus, STATUS_FILE } from './status-file';
@@ -14,6 +14,9 @@ import { parseStatus, STATUS_FILE } from './status-file';
 /** Files up to this size are written with synchronous calls (see writeSmall). */
 const SMALL_FILE = 64 * 1024;
 const TMP_DIR = '.tmp';
+
+/** Errors of a path whose parts collide with what the job holds (a file where a folder is, or the reverse). */
+const COLLISION_CODES = new Set(['ENOTDIR', 'EISDIR', 'EEXIST', 'ENOTEMPTY']);
 
 /** Errors that mean the disk itself is unusable rather than a file missing. */
 const UNAVAILABLE_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'EIO', 'ENOSPC', 'EDQUOT', 'ESTALE', 'ENOTCONN']);
@@ -61,15 +64,21 @@ export class FilesystemStorage implements JobStorage {
 
   async putFile(jobId: string, folder: JobFolder, path: string, body: Readable, size?: number): Promise<void> {
     const target = this.filePath(jobId, folder, path);
-    if (size !== undefined && size <= SMALL_FILE) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
-      return this.writeSmall(jobId, target, Buffer.concat(chunks));
+    try {
+      if (size !== undefined && size <= SMALL_FILE) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
+        return this.writeSmall(jobId, target, Buffer.concat(chunks));
+      }
+      await this.requireJob(jobId);
+      await this.writeAtomically(target, async (temp) => {
+        await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
+      });
+    } catch (error) {
+      // `a` over a folder `a/`, or `a/b` under a file `a`: the client's paths collide.
+      if (COLLISION_CODES.has(code(error) ?? '')) throw new FileConflictError(jobId, `${folder}/${path}`);
+      throw error;
     }
-    await this.requireJob(jobId);
-    await this.writeAtomically(target, async (temp) => {
-      await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
-    });
   }
 
   async getFile(jobId: string, folder: JobFolder, path: string): Promise<StoredFile> {
@@ -89,6 +98,9 @@ export class FilesystemStorage implements JobStorage {
     try {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new FileNotFoundError(jobId, `${folder}/${path}`);
+      // O_NOFOLLOW guards the last name only: a folder on the way may be a planted link.
+      const [real, job] = await Promise.all([fs.realpath(file), fs.realpath(this.jobDir(jobId))]);
+      if (!real.startsWith(job + sep)) throw new FileNotFoundError(jobId, `${folder}/${path}`);
       return { stream: handle.createReadStream(), size: stat.size };
     } catch (error) {
       await handle.close();

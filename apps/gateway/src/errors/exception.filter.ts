@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, HttpException, Logger, type ExceptionFilter } fro
 import type { Response } from 'express';
 import { RedisUnavailableError } from '@shepherd/queue';
 import {
+  FileConflictError,
   FileNotFoundError,
   InvalidPathError,
   JobExistsError,
@@ -43,7 +44,7 @@ export class ExceptionsFilter implements ExceptionFilter {
     if (error instanceof StorageUnavailableError) return { status: 503, message: STORAGE_DOWN };
     if (error instanceof RedisUnavailableError) return { status: 503, message: REDIS_DOWN };
     if (error instanceof JobNotFoundError || error instanceof FileNotFoundError) return { status: 404, message: error.message };
-    if (error instanceof JobExistsError) return { status: 409, message: error.message };
+    if (error instanceof JobExistsError || error instanceof FileConflictError) return { status: 409, message: error.message };
     if (error instanceof InvalidPathError) return { status: 400, message: error.message };
     if (error instanceof HttpException) return { status: error.getStatus(), message: error.message };
     const bodyError = error as { type?: string; status?: number; limit?: number; message?: string };
