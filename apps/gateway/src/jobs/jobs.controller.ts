@@ -33,10 +33,11 @@ export class JobsController {
   @ApiStartJobBody()
   @ApiAnswers({
     200: { description: 'Queued', json: 'Started' },
-    400: 'Malformed JSON, a body that is not valid UTF-8 or does not decompress, a field the schema refuses (named), or a job id the storage rule refuses',
+    400: 'Malformed JSON, a body that is not valid UTF-8 or does not decompress, a field the schema refuses (named), a job id the storage rule refuses, or a webhook URL refused (not http(s), a private or unlisted host, no `webhooks.secret`)',
     404: 'Unknown `sheep_id`, or no `payload` and no inputs uploaded for this job id',
-    409: 'The job id was used already',
+    409: 'The job exists and has run or will run (a retry of a submit whose answer was lost reads it as accepted)',
     413: 'Body over `gateway.payload_limit`',
+    415: 'A Content-Encoding or charset the gateway does not read',
     429: 'Over the token’s rate limit, or its `max_waiting_jobs` are waiting already',
     503: 'Redis or storage unreachable, or an upload to this job still streams; `Retry-After: 1`',
   })
