@@ -206,7 +206,7 @@ describe('GET /jobs/:id/events', () => {
     await move(jobId, 'processing');
     for (let i = 0; i < MAX_EVENTS + 60; i++) await gw.statuses.progress(jobId, 0.5, null);
     await move(jobId, 'done');
-    const length = await gw.redis.xlen(`${gw.config.redis.prefix}:events:${jobId}`);
+    const length = await gw.redis.xlen(gw.keys.events(jobId));
     expect(length).toBeGreaterThan(MAX_EVENTS);
     const events = await (await open(`${gw.url}/jobs/${jobId}/events`)).rest();
     expect(events).toHaveLength(length);
@@ -248,7 +248,7 @@ describe('GET /jobs/:id/events', () => {
     expect(events.map(summary)).toEqual(['status queued', 'status processing', 'status done']);
     expect(Date.now() - started).toBeLessThan(2000);
 
-    await gw.redis.del(`${gw.config.redis.prefix}:events:${jobId}`);
+    await gw.redis.del(gw.keys.events(jobId));
     const flushed = await (await open(`${gw.url}/jobs/${jobId}/events`)).rest();
     expect(flushed.map((event) => [event.id, summary(event)])).toEqual([['0-0', 'status done']]);
     // A client that had events before the flush gets the status too.

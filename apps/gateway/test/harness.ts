@@ -14,6 +14,8 @@ export interface Harness {
   config: ShepherdConfig;
   storage: JobStorage;
   redis: Redis;
+  /** The gateway's key names (its prefix). */
+  keys: RedisKeys;
   statuses: StatusStore;
   queues: JobQueues;
   app: NestExpressApplication;
@@ -55,6 +57,7 @@ export async function startGateway(raw: Record<string, unknown>): Promise<Harnes
     config,
     storage,
     redis,
+    keys,
     statuses: new StatusStore(redis, storage, keys),
     queues,
     app,

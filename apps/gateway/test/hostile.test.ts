@@ -48,7 +48,7 @@ describe('hostile input', () => {
     socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
     socket.write(`PUT /jobs/${jobId}/inputs/input HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
     socket.write(body.slice(0, 12));
-    await waitFor(async () => (await gw.redis.get(`${gw.config.redis.prefix}:uploads:${jobId}`)) === '1', 5000, 'the upload to begin');
+    await waitFor(async () => (await gw.redis.get(gw.keys.uploads(jobId))) === '1', 5000, 'the upload to begin');
     await expectError(await postJson(`${gw.url}/start-job`, { job_id: jobId, model }), 503, /still in progress/);
     socket.write(body.slice(12));
     await waitFor(() => answer.includes('\r\n\r\n{'), 5000, 'the upload answer');
@@ -71,7 +71,7 @@ describe('hostile input', () => {
       socket.on('close', () => resolve());
       socket.resume();
     });
-    const uploads = `${gw.config.redis.prefix}:uploads:${jobId}`;
+    const uploads = gw.keys.uploads(jobId);
     await waitFor(async () => ['0', null].includes(await gw.redis.get(uploads)), 5000, 'the cut upload to end');
     expect(await gw.storage.jobExists(jobId)).toBe(false);
     await expectError(await postJson(`${gw.url}/start-job`, { job_id: jobId, model }), 404, /upload its inputs first/);

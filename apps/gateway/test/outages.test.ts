@@ -50,7 +50,7 @@ describe('when storage goes away', () => {
     expect(response.status).toBe(503);
     expect((await response.json()).message).toBe('Storage is unavailable; retry later');
     expect(response.headers.get('retry-after')).toBe('1');
-    expect(await gw.redis.get(`${gw.config.redis.prefix}:status:${jobId}`)).toBeNull();
+    expect(await gw.redis.get(gw.keys.status(jobId))).toBeNull();
 
     s3 = await startS3Server({ port, directory });
     const retry = await postJson(`${gw.url}/start-job`, { job_id: jobId, model, payload: 'x' });

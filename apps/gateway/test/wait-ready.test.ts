@@ -69,11 +69,11 @@ describe('wait_ready and status reads', () => {
 
   it('serves status from storage after a Redis flush of the cache', async () => {
     const jobId = await submit();
-    await gw.redis.del(`${gw.config.redis.prefix}:status:${jobId}`);
+    await gw.redis.del(gw.keys.status(jobId));
     const status = await (await fetch(`${gw.url}/jobs/${jobId}/status`)).json();
     expect(status).toMatchObject({ status: 'queued', model });
     // And the id stays taken: storage remembers the job.
-    await gw.redis.del(`${gw.config.redis.prefix}:status:${jobId}`);
+    await gw.redis.del(gw.keys.status(jobId));
     expect((await postJson(`${gw.url}/start-job`, { job_id: jobId, model, payload: 'again' })).status).toBe(409);
     expect(await (await fetch(`${gw.url}/jobs/${jobId}/input`)).text()).toBe('x');
   });

@@ -1,8 +1,7 @@
 import { join, resolve } from 'node:path';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ShepherdConfig } from '@shepherd/config';
-import { CancelSignal, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusStore, WebhookOutbox, WorkSignal } from '@shepherd/queue';
+import { CancelSignal, JobQueues, MetricsStore, RedisKeys, type RedisClient, SheepRegistry, StatusStore, WebhookOutbox, WorkSignal } from '@shepherd/queue';
 import { ProgressCoalescer } from '@shepherd/runner';
 import type { JobStorage } from '@shepherd/storage';
 import { HeldJobs } from './held-jobs';
@@ -22,9 +21,9 @@ export interface SheepWorkerDeps {
   config: ShepherdConfig;
   storage: JobStorage;
   /** A worker connection (`maxRetriesPerRequest: null`). */
-  redis: Redis;
+  redis: RedisClient;
   /** For the wake-up channel only. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   host: RunnerHost;
   log: Logger;
   /** See SheepParts.heartbeatFile. */
@@ -34,7 +33,7 @@ export interface SheepWorkerDeps {
 /** Wires one sheep's worker from its config and connections. */
 export function createSheepWorker(deps: SheepWorkerDeps): SheepWorker {
   const { config, redis, subscriber, storage, sheepId, host, log } = deps;
-  const keys = new RedisKeys(config.redis.prefix);
+  const keys = new RedisKeys(config.redis.prefix, { cluster: Boolean(config.redis.cluster) });
   const sheepConfig = config.sheep[sheepId];
   const statuses = new StatusStore(redis, storage, keys);
   // Webhooks of the changes this worker writes (start, progress, completed); the gateway delivers them.

@@ -1,13 +1,12 @@
 import { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { JobDataSchema, queueJobId, type JobData } from '@shepherd/contracts';
-import type { JobQueues, RedisKeys } from '@shepherd/queue';
+import type { JobQueues, RedisClient, RedisKeys } from '@shepherd/queue';
 import type { Settler } from './settle';
 
 export interface HeldJobsOptions {
   sheepId: string;
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   queues: JobQueues;
   lockDurationMs: number;

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import {
   MODEL_QUEUE_PREFIX,
   JobDataSchema,
@@ -13,7 +12,7 @@ import {
   type JobIdRule,
   type Model,
 } from '@shepherd/contracts';
-import type { JobQueues, RedisKeys, SheepRegistry, WorkSignal } from '@shepherd/queue';
+import type { JobQueues, RedisClient, RedisKeys, SheepRegistry, WorkSignal } from '@shepherd/queue';
 
 /** A job this sheep took from BullMQ, locked by `token` until it is settled. */
 export interface TakenJob {
@@ -38,7 +37,7 @@ export interface RejectedJob {
 
 export interface JobSourceOptions {
   sheepId: string;
-  connection: Redis;
+  connection: RedisClient;
   keys: RedisKeys;
   queues: JobQueues;
   registry: SheepRegistry;
@@ -160,7 +159,7 @@ export class JobSource {
   private worker(name: string): Worker<JobData> {
     let worker = this.workers.get(name);
     if (!worker) {
-      worker = new Worker<JobData>(name, null, {
+      worker = new Worker<JobData>(this.options.keys.bullName(name), null, {
         connection: this.options.connection,
         prefix: this.options.keys.prefix,
         autorun: false,

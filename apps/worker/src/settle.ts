@@ -1,9 +1,8 @@
 import { UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from '@shepherd/config';
 import { isFinished, jobStatus, lifeOf, type ErrorDetails, type JobLife, type JobState, type JobStatus } from '@shepherd/contracts';
-import type { MetricsStore, RedisKeys, StatusStore, TransitionOptions, TransitionResult } from '@shepherd/queue';
+import type { MetricsStore, RedisClient, RedisKeys, StatusStore, TransitionOptions, TransitionResult } from '@shepherd/queue';
 import type { HeldJob, Outcome } from './job-run';
 import type { RejectedJob } from './job-source';
 import type { Staging } from './staging';
@@ -26,7 +25,7 @@ export interface Settled {
 
 export interface SettlerOptions {
   sheepId: string;
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   statuses: StatusStore;
   metrics: MetricsStore;

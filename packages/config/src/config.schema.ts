@@ -73,16 +73,21 @@ export const ConfigSchema = z
         prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('shepherd'),
         /** Redis Sentinel: `host:port` of each sentinel; the master is found (and followed on failover) through them. */
         sentinels: z.array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')).min(1).optional(),
+        /**
+         * Redis Cluster: `host:port` of some of its nodes (seeds); the others
+         * and the slots are learnt from them. Queue names then get hash tags.
+         */
+        cluster: z.array(z.string().regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')).min(1).optional(),
         /** The master's name in Sentinel. */
         name: nonEmpty().default('mymaster'),
-        /** Password of the Redis servers (with sentinels; a plain `url` carries its own). */
+        /** Password of the Redis servers (with sentinels or a cluster; a plain `url` carries its own). */
         password: z.string().optional(),
         /** Password of the sentinels themselves, when they have one. */
         sentinel_password: z.string().optional(),
         /**
          * Replicas that must have a submit before it is answered 200 (Redis
          * WAIT): a failover then cannot drop an accepted job. Default 1 with
-         * sentinels, else 0.
+         * sentinels, else 0; must be 0 with a cluster (WAIT is per node).
          */
         min_replicas_ack: intField(0, 16).optional(),
       })
@@ -199,6 +204,11 @@ export const ConfigSchema = z
       const other = byPort.get(sheep.port);
       if (other) ctx.addIssue({ code: 'custom', path: ['sheep', id, 'port'], message: `expected a port no other sheep uses (${other} has ${sheep.port})` });
       byPort.set(sheep.port, id);
+    }
+    const redis = config.redis;
+    if (redis.cluster && redis.sentinels) ctx.addIssue({ code: 'custom', path: ['redis', 'cluster'], message: 'expected either `cluster` or `sentinels`, not both' });
+    if (redis.cluster && (redis.min_replicas_ack ?? 0) > 0) {
+      ctx.addIssue({ code: 'custom', path: ['redis', 'min_replicas_ack'], message: 'expected 0 with a cluster (WAIT counts the replicas of one node only)' });
     }
   })
   .transform((c) => ({

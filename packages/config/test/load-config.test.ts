@@ -157,4 +157,11 @@ describe('redis settings', () => {
     expect(config.redis).toMatchObject({ sentinels: ['127.0.0.1:26379', '10.0.0.2:26379'], name: 'main', password: 'secret', minReplicasAck: 1 });
     expect(() => parseConfig('redis: {sentinels: ["nohost"]}\n', 'c.yml')).toThrow(/redis.sentinels.0: expected host:port/);
   });
+
+  it('reads cluster seed nodes; WAIT is off with a cluster and cannot be asked for', () => {
+    const config = parseConfig('redis: {cluster: ["127.0.0.1:7000", "127.0.0.1:7001"]}\n', 'c.yml');
+    expect(config.redis).toMatchObject({ cluster: ['127.0.0.1:7000', '127.0.0.1:7001'], minReplicasAck: 0 });
+    expect(() => parseConfig('redis: {cluster: ["127.0.0.1:7000"], min_replicas_ack: 1}\n', 'c.yml')).toThrow(/redis.min_replicas_ack: expected 0 with a cluster/);
+    expect(() => parseConfig('redis: {cluster: ["127.0.0.1:7000"], sentinels: ["127.0.0.1:26379"]}\n', 'c.yml')).toThrow(/redis.cluster: expected either/);
+  });
 });

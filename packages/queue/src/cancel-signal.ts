@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 /**
  * Cancels cross processes (and machines) on a pub/sub channel: the gateway
@@ -12,12 +11,12 @@ export class CancelSignal {
   private readonly listeners = new Set<(jobId: string) => void>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 
   /** Subscribes `subscriber` (a connection in subscriber mode) and calls the listeners on each cancel. */
-  async listen(subscriber: Redis): Promise<void> {
+  async listen(subscriber: RedisClient): Promise<void> {
     subscriber.on('message', (channel: string, jobId: string) => {
       if (channel !== this.keys.cancelChannel) return;
       for (const listener of this.listeners) listener(jobId);

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { JobState } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 export interface IndexPage {
   jobIds: string[];
@@ -18,7 +17,7 @@ export interface IndexPage {
  */
 export class JobIndex {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

@@ -1,8 +1,10 @@
 import { Queue, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { bullPriority, modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
-import { RedisUnavailableError, viaRedis } from './redis';
+import { RedisUnavailableError, viaRedis, type RedisClient } from './redis';
+
+/** Queue objects kept open per process; the least recently used is closed past this (it reopens on use). */
+const MAX_OPEN_QUEUES = 256;
 
 /** Finished jobs BullMQ keeps for inspection (Bull Board); the status record is the lasting one. */
 const KEEP_COMPLETED = { age: 24 * 3600, count: 10_000 };
@@ -17,7 +19,7 @@ export class JobQueues {
   private readonly queues = new Map<string, Queue>();
 
   constructor(
-    private readonly connection: Redis,
+    private readonly connection: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 
@@ -25,10 +27,20 @@ export class JobQueues {
     return data.sheepId ? sheepQueueName(data.sheepId) : modelQueueName(data.model);
   }
 
+  /** The BullMQ queue of a logical queue name (hash-tagged on a cluster: see RedisKeys.bullName). */
   queue(name: string): Queue {
     let queue = this.queues.get(name);
-    if (!queue) {
-      const created = new Queue(name, { connection: this.connection, prefix: this.keys.prefix });
+    if (queue) {
+      // Most recently used last: the map's order is the eviction order.
+      this.queues.delete(name);
+      this.queues.set(name, queue);
+    } else {
+      // Model names come from clients: keep a bounded number of queue objects, not one per name ever seen.
+      if (this.queues.size >= MAX_OPEN_QUEUES) {
+        const [oldest, evicted] = this.queues.entries().next().value as [string, Queue];
+        this.evict(oldest, evicted);
+      }
+      const created = new Queue(this.keys.bullName(name), { connection: this.connection, prefix: this.keys.prefix });
       created.on('error', () => undefined); // surfaced on the calls themselves
       // BullMQ keeps a failed first setup (Redis was down) for good: forget
       // such a queue, so the next call builds a fresh one.

@@ -1,18 +1,45 @@
+export interface RedisKeysOptions {
+  /** Redis Cluster (config `redis.cluster`): BullMQ queue names get a hash tag. Default false. */
+  cluster?: boolean;
+}
+
 /**
  * Redis keys Shepherd writes besides BullMQ's own, all under one prefix
  * (BullMQ's queues use the same prefix; queue names start with `model.` or
  * `sheep.`, so they never collide with these).
+ *
+ * Every key of one job carries the job id as its hash tag (`{id}`: job ids
+ * cannot contain braces), so a script may touch them together on a Redis
+ * Cluster. Keys shared by all jobs (indexes, the pending claims) are
+ * written by separate commands, never in a script with a job's keys.
  */
 export class RedisKeys {
-  constructor(readonly prefix: string) {}
+  readonly cluster: boolean;
+
+  constructor(
+    readonly prefix: string,
+    options: RedisKeysOptions = {},
+  ) {
+    this.cluster = options.cluster ?? false;
+  }
+
+  /**
+   * BullMQ's name of a queue: on a cluster the logical name in braces, so
+   * all of one queue's keys share a slot and the queues spread over the
+   * slots; the logical name everywhere else (metrics, the model-queues set,
+   * /status). Changing it strands the jobs waiting under the old name.
+   */
+  bullName(queue: string): string {
+    return this.cluster ? `{${queue}}` : queue;
+  }
 
   status(jobId: string): string {
-    return `${this.prefix}:status:${jobId}`;
+    return `${this.prefix}:status:{${jobId}}`;
   }
 
   /** Stream of a job's status changes and progress, what SSE clients replay from `Last-Event-ID`. */
   events(jobId: string): string {
-    return `${this.prefix}:events:${jobId}`;
+    return `${this.prefix}:events:{${jobId}}`;
   }
 
   /** Pub/sub channel announcing every status change and progress: `{"jobId", "id", "type", "status"}`. */
@@ -35,7 +62,7 @@ export class RedisKeys {
 
   /** Lease of a submit in progress; it lapses when the gateway that holds it dies. */
   submitLease(jobId: string): string {
-    return `${this.prefix}:submit:${jobId}`;
+    return `${this.prefix}:submit:{${jobId}}`;
   }
 
   /** Sorted set of claimed job ids not yet committed, by claim time: what the reconciler looks at. */
@@ -65,7 +92,7 @@ export class RedisKeys {
 
   /** Counter of uploads to a job still streaming; a start waits for none. */
   uploads(jobId: string): string {
-    return `${this.prefix}:uploads:${jobId}`;
+    return `${this.prefix}:uploads:{${jobId}}`;
   }
 
   /** Sorted set: every job, by submit time (ms): the listing's index. */

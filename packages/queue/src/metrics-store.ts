@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { modelKey, type Model } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
+import type { RedisClient } from './redis';
 
 /** Upper bounds (seconds) of the histogram buckets the workers fill. */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800];
@@ -39,7 +39,7 @@ export interface FinishedCount {
  */
 export class MetricsStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

@@ -1,4 +1,7 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+
+/** A connection to one Redis (plain or through Sentinel) or to a Redis Cluster: the same commands either way. */
+export type RedisClient = Redis | Cluster;
 
 /** Redis did not answer. The gateway answers 503. */
 export class RedisUnavailableError extends Error {
@@ -13,9 +16,12 @@ export class RedisUnavailableError extends Error {
  * so an HTTP request gets a 503 instead of hanging; reconnects on its own.
  * `worker`: waits for Redis forever, as BullMQ workers require
  * (`maxRetriesPerRequest: null`). `subscriber`: pub/sub, resubscribes after
- * a reconnect.
+ * a reconnect. With `cluster` seed nodes it is an ioredis Cluster that
+ * follows the slots (and their failovers) itself.
  */
-export function createRedis(target: string | RedisTarget, role: 'producer' | 'worker' | 'subscriber'): Redis {
+export function createRedis(target: string, role: RedisRole): Redis;
+export function createRedis(target: string | RedisTarget, role: RedisRole): RedisClient;
+export function createRedis(target: string | RedisTarget, role: RedisRole): RedisClient {
   const common: RedisOptions = {
     connectTimeout: 3000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
@@ -27,6 +33,7 @@ export function createRedis(target: string | RedisTarget, role: 'producer' | 'wo
     subscriber: { maxRetriesPerRequest: null, autoResubscribe: true },
   };
   const options = { ...common, ...byRole[role] };
+  if (typeof target !== 'string' && target.cluster?.length) return createCluster(target, role, options);
   const redis =
     typeof target === 'string' || !target.sentinels
       ? new Redis(typeof target === 'string' ? target : target.url, options)
@@ -37,13 +44,47 @@ export function createRedis(target: string | RedisTarget, role: 'producer' | 'wo
   return redis;
 }
 
-/** Where Redis is: a URL, or the `redis` config section (Sentinel when it lists sentinels). */
+export type RedisRole = 'producer' | 'worker' | 'subscriber';
+
+/** Where Redis is: a URL, or the `redis` config section (Sentinel when it lists sentinels, a Cluster when it lists cluster nodes). */
 export interface RedisTarget {
   url: string;
   sentinels?: string[];
+  cluster?: string[];
   name?: string;
   password?: string;
   sentinel_password?: string;
+}
+
+/**
+ * The seed nodes are enough: ioredis learns the other nodes and the slots
+ * from them, and again after a failover (MOVED, CLUSTERDOWN and a lost node
+ * are retried after a pause). A producer still fails fast (no offline
+ * queue, few redirections: the client hears 503 and retries); a worker and
+ * a subscriber ride out a failover of several seconds.
+ */
+function createCluster(target: RedisTarget, role: RedisRole, options: RedisOptions): Cluster {
+  const { retryStrategy, enableOfflineQueue, ...nodeOptions } = options;
+  const patient = role !== 'producer';
+  const clusterOptions: ClusterOptions = {
+    redisOptions: { ...nodeOptions, ...(target.password ? { password: target.password } : {}) },
+    clusterRetryStrategy: retryStrategy,
+    enableOfflineQueue: enableOfflineQueue ?? true,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    retryDelayOnTryAgain: 200,
+    maxRedirections: patient ? 100 : 16,
+    enableAutoPipelining: true,
+  };
+  const cluster = new Cluster((target.cluster ?? []).map(hostPort), clusterOptions);
+  cluster.on('error', () => undefined); // as for a single connection: surfaced on each command
+  cluster.on('node error', () => undefined);
+  return cluster;
+}
+
+function hostPort(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
 }
 
 /**
@@ -52,10 +93,7 @@ export interface RedisTarget {
  */
 function sentinelOptions(target: RedisTarget): RedisOptions {
   return {
-    sentinels: (target.sentinels ?? []).map((address) => {
-      const colon = address.lastIndexOf(':');
-      return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
-    }),
+    sentinels: (target.sentinels ?? []).map(hostPort),
     name: target.name ?? 'mymaster',
     ...(target.password ? { password: target.password } : {}),
     ...(target.sentinel_password ? { sentinelPassword: target.sentinel_password } : {}),
@@ -73,7 +111,8 @@ export function isRedisDownError(error: unknown): boolean {
   return (
     (code !== undefined && DOWN_CODES.has(code)) ||
     error.name === 'MaxRetriesPerRequestError' ||
-    /enableOfflineQueue|Connection is closed|Stream isn't writeable|connect ETIMEDOUT/.test(error.message)
+    error.name === 'ClusterAllFailedError' ||
+    /enableOfflineQueue|Connection is closed|Stream isn't writeable|connect ETIMEDOUT|^CLUSTERDOWN|^TRYAGAIN|Too many Cluster redirections|Failed to refresh slots cache|None of startup nodes is available/.test(error.message)
   );
 }
 
@@ -93,7 +132,7 @@ export async function viaRedis<T>(call: () => Promise<T>): Promise<T> {
  * Resolves once the connection is ready, or after `timeoutMs` either way:
  * a service starts while Redis is down and answers 503 until it returns.
  */
-export function whenReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+export function whenReady(redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (ready: boolean) => {

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { SheepStateSchema, type SheepState } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 export type { SheepState };
 
@@ -11,7 +10,7 @@ export type { SheepState };
  */
 export class SheepRegistry {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 
@@ -27,7 +26,8 @@ export class SheepRegistry {
   async read(sheepIds: string[]): Promise<Map<string, SheepState | null>> {
     const result = new Map<string, SheepState | null>();
     if (sheepIds.length === 0) return result;
-    const values = await viaRedis(() => this.redis.mget(...sheepIds.map((id) => this.keys.sheep(id))));
+    // One GET per sheep: their keys lie in other slots on a cluster.
+    const values = await viaRedis(() => Promise.all(sheepIds.map((id) => this.redis.get(this.keys.sheep(id)))));
     sheepIds.forEach((id, index) => {
       const value = values[index];
       result.set(id, value ? parseState(value) : null);

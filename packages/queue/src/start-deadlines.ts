@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 /**
  * Jobs that must start by a time (queue_timeout). A job no worker takes
@@ -9,7 +8,7 @@ import { viaRedis } from './redis';
  */
 export class StartDeadlines {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { StatusEventSchema, type JobStatus, type StatusEvent } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
+import type { RedisClient } from './redis';
 
 type Listener = (status: JobStatus, event: StatusEvent) => void;
 
@@ -14,7 +14,7 @@ export class StatusEvents {
   private subscribed?: Promise<unknown>;
 
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     private readonly keys: RedisKeys,
   ) {
     subscriber.on('message', (channel: string, message: string) => {

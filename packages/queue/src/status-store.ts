@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import {
   canTransition,
   STICKY_FIELDS,
@@ -11,7 +10,7 @@ import {
 } from '@shepherd/contracts';
 import { JobNotFoundError, StorageUnavailableError, type JobStorage } from '@shepherd/storage';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 /** How long Redis keeps a status; the record in storage is kept for good. */
 export const STATUS_CACHE_SECONDS = 7 * 24 * 3600;
@@ -39,8 +38,10 @@ export interface TransitionOptions {
 // Sets the status only if the current one may move to it, announces it on
 // the status channel and appends it to the job's event stream (what SSE
 // clients replay). Returns {1, event id} when written, {0, current} when
-// refused. KEYS: status, events, [lease, pending set, pending queues].
+// refused. KEYS: status, events, [lease: closes the submit's claim].
 // ARGV: json, allowed states ",a,b,", ttl s, channel, job id, max events.
+// Every key is the job's (one hash slot); the pending-claim entry is
+// removed by a separate command after it.
 const TRANSITION = `
 local cur = redis.call('GET', KEYS[1])
 local refused = false
@@ -49,11 +50,7 @@ if cur then
   local state = ok and type(decoded) == 'table' and decoded['status'] or ''
   if not string.find(ARGV[2], ',' .. tostring(state) .. ',', 1, true) then refused = true end
 end
-if #KEYS >= 5 then
-  redis.call('DEL', KEYS[3])
-  redis.call('ZREM', KEYS[4], ARGV[5])
-  redis.call('HDEL', KEYS[5], ARGV[5])
-end
+if #KEYS >= 3 then redis.call('DEL', KEYS[3]) end
 if refused then return {0, cur} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'status', 'status', ARGV[1])
@@ -81,8 +78,7 @@ redis.call('PUBLISH', ARGV[4], '{"jobId":' .. cjson.encode(ARGV[5]) .. ',"id":"'
 return id
 `;
 
-// KEYS: status, lease, pending set, pending queues. ARGV: accepted json,
-// token, lease ms, now ms, job id, ttl s, queue name.
+// KEYS: status, lease. ARGV: accepted json, token, lease ms, ttl s.
 const CLAIM = `
 local cur = redis.call('GET', KEYS[1])
 local took = 0
@@ -92,10 +88,8 @@ if cur then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', cur} end
   took = 1
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[6])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
-redis.call('HSET', KEYS[4], ARGV[5], ARGV[7])
 return {'claimed', tostring(took)}
 `;
 
@@ -109,8 +103,8 @@ return 0
 `;
 
 // Gives back a claim that never became a job, unless another submit holds
-// its lease now. KEYS: status, lease, pending set, pending queues. ARGV:
-// token ('' = only while no lease is held: the reconciler), job id.
+// its lease now. KEYS: status, lease. ARGV: token ('' = only while no
+// lease is held: the reconciler).
 const RELEASE = `
 local lease = redis.call('GET', KEYS[2])
 if lease and lease ~= ARGV[1] then return 0 end
@@ -120,8 +114,6 @@ if cur then
   if ok and type(decoded) == 'table' and decoded['status'] == 'accepted' then redis.call('DEL', KEYS[1]) end
 end
 redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-redis.call('HDEL', KEYS[4], ARGV[2])
 return 1
 `;
 
@@ -136,7 +128,7 @@ export class StatusStore {
   private readonly observers: StatusObserver[] = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly storage: JobStorage,
     private readonly keys: RedisKeys,
   ) {}
@@ -199,29 +191,30 @@ export class StatusStore {
    * Claims `jobId` for a submit: records `accepted` and a lease that the
    * submit renews while it works. A claim whose lease lapsed (its gateway
    * died) is taken over; a live one answers `busy`.
+   *
+   * The reconciler's entry (pending set and queue) is written first, so no
+   * claim exists without one; an entry whose job turns out not to be
+   * `accepted` is dropped (here, or by the reconciler if this dies).
    */
   async claim(jobId: string, accepted: JobStatus, token: string, leaseMs: number, queue: string): Promise<ClaimResult> {
+    await viaRedis(() =>
+      Promise.all([this.redis.zadd(this.keys.pendingSubmits, Date.now(), jobId), this.redis.hset(this.keys.pendingQueues, jobId, queue)]),
+    );
     const reply = (await viaRedis(() =>
-      this.redis.eval(
-        CLAIM,
-        4,
-        this.keys.status(jobId),
-        this.keys.submitLease(jobId),
-        this.keys.pendingSubmits,
-        this.keys.pendingQueues,
-        JSON.stringify(accepted),
-        token,
-        leaseMs,
-        Date.now(),
-        jobId,
-        STATUS_CACHE_SECONDS,
-        queue,
-      ),
+      this.redis.eval(CLAIM, 2, this.keys.status(jobId), this.keys.submitLease(jobId), JSON.stringify(accepted), token, leaseMs, STATUS_CACHE_SECONDS),
     )) as [string, string];
     const [kind, value] = reply;
     if (kind === 'busy') return { kind: 'busy' };
-    if (kind === 'exists') return { kind: 'exists', status: JobStatusSchema.parse(JSON.parse(value)) };
+    if (kind === 'exists') {
+      await this.closePending(jobId).catch(() => undefined);
+      return { kind: 'exists', status: JobStatusSchema.parse(JSON.parse(value)) };
+    }
     return { kind: 'claimed', tookOver: value === '1' };
+  }
+
+  /** Drops a claim's reconciler entry; a lost one is dropped by the reconciler (its job is not `accepted`). */
+  private async closePending(jobId: string): Promise<void> {
+    await viaRedis(() => Promise.all([this.redis.zrem(this.keys.pendingSubmits, jobId), this.redis.hdel(this.keys.pendingQueues, jobId)]));
   }
 
   /** Keeps a claim's lease alive; false when it was lost. */
@@ -232,19 +225,10 @@ export class StatusStore {
 
   /** Gives back a claim that did not become a job (`token` '': only a lapsed one, for the reconciler). False when another submit holds it. */
   async releaseClaim(jobId: string, token: string): Promise<boolean> {
-    const released = await viaRedis(() =>
-      this.redis.eval(
-        RELEASE,
-        4,
-        this.keys.status(jobId),
-        this.keys.submitLease(jobId),
-        this.keys.pendingSubmits,
-        this.keys.pendingQueues,
-        token,
-        jobId,
-      ),
-    );
-    return released === 1;
+    const released = await viaRedis(() => this.redis.eval(RELEASE, 2, this.keys.status(jobId), this.keys.submitLease(jobId), token));
+    if (released !== 1) return false;
+    await this.closePending(jobId);
+    return true;
   }
 
   /**
@@ -256,6 +240,8 @@ export class StatusStore {
     const claimed = await viaRedis(() => this.redis.get(this.keys.status(jobId)));
     if (claimed) queued = withSticky(JobStatusSchema.parse(JSON.parse(claimed)), queued);
     const raced = await this.cas(jobId, queued, ['accepted'], true);
+    // Written or not, the claim is closed: its job is past `accepted`.
+    await this.closePending(jobId).catch(() => undefined);
     if (raced.written) {
       this.announce(jobId, raced.eventId, 'status', null, queued);
       return { written: true, durable: true };
@@ -264,18 +250,31 @@ export class StatusStore {
     return { written: false, current, reason: `the job is ${current.status} already` };
   }
 
-  /** Claims older than `olderThanMs` that are still open: submits that may have died. */
+  /**
+   * Claims older than `olderThanMs` that are still open: submits that may
+   * have died. An entry whose job is not `accepted` (its claim was refused,
+   * or committed and the entry's removal lost) is dropped, not returned.
+   * One command per key: on a cluster the jobs' keys lie in other slots.
+   */
   async openClaims(olderThanMs: number, limit = 100): Promise<Array<{ jobId: string; queue: string | null; leased: boolean }>> {
     const ids = await viaRedis(() =>
       this.redis.zrangebyscore(this.keys.pendingSubmits, '-inf', Date.now() - olderThanMs, 'LIMIT', 0, limit),
     );
     if (ids.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    pipeline.hmget(this.keys.pendingQueues, ...ids);
-    for (const id of ids) pipeline.exists(this.keys.submitLease(id));
-    const replies = (await viaRedis(() => pipeline.exec())) ?? [];
-    const queues = (replies[0]?.[1] as Array<string | null>) ?? [];
-    return ids.map((jobId, index) => ({ jobId, queue: queues[index] ?? null, leased: replies[index + 1]?.[1] === 1 }));
+    const [queues, leases, records] = await viaRedis(() =>
+      Promise.all([
+        this.redis.hmget(this.keys.pendingQueues, ...ids),
+        Promise.all(ids.map((id) => this.redis.exists(this.keys.submitLease(id)))),
+        Promise.all(ids.map((id) => this.redis.get(this.keys.status(id)))),
+      ]),
+    );
+    const open: Array<{ jobId: string; queue: string | null; leased: boolean }> = [];
+    for (const [index, jobId] of ids.entries()) {
+      const state = stateOf(records[index] ?? null);
+      if (state !== null && state !== 'accepted') await this.closePending(jobId);
+      else open.push({ jobId, queue: queues[index] ?? null, leased: leases[index] === 1 });
+    }
+    return open;
   }
 
   /** A job that runs or ended no longer counts against its token's waiting limit; a lost removal is pruned later. */
@@ -293,9 +292,14 @@ export class StatusStore {
 
   /** Forgets a job entirely in Redis: its status, and the indexes (retention, DELETE). */
   async drop(jobId: string): Promise<void> {
-    const multi = this.redis.multi().del(this.keys.status(jobId), this.keys.events(jobId)).zrem(this.keys.jobIndex, jobId);
-    for (const state of FINAL_STATES) multi.zrem(this.keys.finishedIndex(state), jobId);
-    await viaRedis(() => multi.exec());
+    // One command per key (the indexes lie in other slots on a cluster); a retry of a half-done drop finishes it.
+    await viaRedis(() =>
+      Promise.all([
+        this.redis.del(this.keys.status(jobId), this.keys.events(jobId)),
+        this.redis.zrem(this.keys.jobIndex, jobId),
+        ...FINAL_STATES.map((state) => this.redis.zrem(this.keys.finishedIndex(state), jobId)),
+      ]),
+    );
   }
 
   /** Puts a record read from storage back into the cache (no announcement). */
@@ -319,7 +323,7 @@ export class StatusStore {
   private async cas(jobId: string, next: JobStatus, from?: readonly JobState[], closeClaim = false): Promise<{ written: true; eventId: string } | { written: false; current: string }> {
     const allowed = statesBefore(next.status).filter((state) => !from || from.includes(state));
     const keys = [this.keys.status(jobId), this.keys.events(jobId)];
-    if (closeClaim) keys.push(this.keys.submitLease(jobId), this.keys.pendingSubmits, this.keys.pendingQueues);
+    if (closeClaim) keys.push(this.keys.submitLease(jobId));
     const json = JSON.stringify(next);
     const [written, value] = (await viaRedis(() =>
       this.redis.eval(TRANSITION, keys.length, ...keys, json, `,${allowed.join(',')},`, STATUS_CACHE_SECONDS, this.keys.statusChannel, jobId, MAX_EVENTS),
@@ -417,6 +421,18 @@ export interface StoredEvent {
 function fieldOf(fields: string[], name: string): string | undefined {
   for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
   return undefined;
+}
+
+/** The `status` field of a cached record; null when there is none or it does not parse (the reconciler settles those). */
+function stateOf(record: string | null): string | null {
+  if (record === null) return null;
+  try {
+    const parsed: unknown = JSON.parse(record);
+    const state = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>).status : undefined;
+    return typeof state === 'string' ? state : null;
+  } catch {
+    return null;
+  }
 }
 
 function storageLost(error: unknown): boolean {

@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 /** Renewed while an upload streams; an upload whose gateway died stops counting after this. */
 export const UPLOAD_TTL_SECONDS = 30;
@@ -13,7 +12,7 @@ export const UPLOAD_TTL_SECONDS = 30;
  */
 export class UploadsInFlight {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 

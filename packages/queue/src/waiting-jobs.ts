@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import { JobStatusSchema } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
-import { viaRedis } from './redis';
+import { viaRedis, type RedisClient } from './redis';
 
 /**
  * The jobs of each API token that wait (accepted or queued), for the
@@ -11,7 +10,7 @@ import { viaRedis } from './redis';
  */
 export class WaitingJobs {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {}
 
@@ -28,7 +27,8 @@ export class WaitingJobs {
     const key = this.keys.waitingJobs(owner);
     if ((await viaRedis(() => this.redis.zcard(key))) < limit) return true;
     const ids = await viaRedis(() => this.redis.zrange(key, '0', '-1'));
-    const records = ids.length ? await viaRedis(() => this.redis.mget(...ids.map((id) => this.keys.status(id)))) : [];
+    // One GET per job (their keys lie in other slots on a cluster); autopipelined.
+    const records = await viaRedis(() => Promise.all(ids.map((id) => this.redis.get(this.keys.status(id)))));
     const gone = ids.filter((_, index) => !stillWaiting(records[index] ?? null));
     if (gone.length) await viaRedis(() => this.redis.zrem(key, ...gone));
     return ids.length - gone.length < limit;

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { isFinalState, publicStatus, WEBHOOK_QUEUE, type WebhookDelivery, type WebhookEvent } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
+import type { RedisClient } from './redis';
 import type { StatusChange, StatusStore } from './status-store';
 
 // Webhooks, the producer side. Every process that writes statuses (the
@@ -79,7 +79,7 @@ export class WebhookOutbox {
   private readonly now: () => number;
 
   constructor(
-    private readonly connection: Redis,
+    private readonly connection: RedisClient,
     private readonly keys: RedisKeys,
     private readonly options: WebhookOutboxOptions,
   ) {
@@ -137,7 +137,7 @@ export class WebhookOutbox {
 
   private queue(): Queue {
     if (this.current) return this.current;
-    const queue = new Queue(WEBHOOK_QUEUE, { connection: this.connection, prefix: this.keys.prefix });
+    const queue = new Queue(this.keys.bullName(WEBHOOK_QUEUE), { connection: this.connection, prefix: this.keys.prefix });
     queue.on('error', () => undefined); // surfaced on the adds
     // BullMQ keeps a failed first setup (Redis was down) for good: drop it, the next add builds a fresh one.
     queue.waitUntilReady().catch(() => {
@@ -168,7 +168,7 @@ export class WebhookCounts {
   private readonly key: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     keys: RedisKeys,
   ) {
     this.key = `${keys.prefix}:metrics:webhooks`;

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { RedisKeys } from './keys';
+import type { RedisClient } from './redis';
 
 /**
  * Wakes an idle sheep when a job is added to any queue. Sheep also poll at
@@ -10,7 +10,7 @@ export class WorkSignal {
   private waiters = new Set<() => void>();
 
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     private readonly keys: RedisKeys,
   ) {
     subscriber.on('message', (channel: string) => {

@@ -66,6 +66,29 @@ describe('the Redis side', () => {
     expect(await redis.zscore(keys.pendingSubmits, jobId)).toBeNull();
   });
 
+  it('drops a pending-claim entry whose job is past accepted (a lost removal), and keeps one with no status for the reconciler', async () => {
+    const committed = uniqueId('job');
+    const unknown = uniqueId('job');
+    await redis.set(keys.status(committed), JSON.stringify({ status: 'queued', model }));
+    for (const id of [committed, unknown]) {
+      await redis.zadd(keys.pendingSubmits, Date.now() - 10_000, id);
+      await redis.hset(keys.pendingQueues, id, 'model.m@1');
+    }
+    const open = await statuses.openClaims(5000);
+    expect(open.find((claim) => claim.jobId === committed)).toBeUndefined();
+    expect(open.find((claim) => claim.jobId === unknown)).toEqual({ jobId: unknown, queue: 'model.m@1', leased: false });
+    expect(await redis.zscore(keys.pendingSubmits, committed)).toBeNull();
+    expect(await redis.hget(keys.pendingQueues, committed)).toBeNull();
+    await statuses.releaseClaim(unknown, '');
+  });
+
+  it('tags every key of a job with its id, and BullMQ queue names only on a cluster', () => {
+    const tagged = [keys.status('j1'), keys.events('j1'), keys.submitLease('j1'), keys.uploads('j1')];
+    for (const key of tagged) expect(key).toMatch(/^[^{]*\{j1\}$/);
+    expect(keys.bullName('model.m@1')).toBe('model.m@1');
+    expect(new RedisKeys('p', { cluster: true }).bullName('model.m@1')).toBe('{model.m@1}');
+  });
+
   it('refuses a transition the job life does not allow, and writes nothing', async () => {
     const jobId = uniqueId('job');
     await storage.createJob(jobId);

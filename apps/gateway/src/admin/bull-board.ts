@@ -33,7 +33,7 @@ export function mountBullBoard(app: NestExpressApplication, config: ShepherdConf
     refreshedAt = Date.now();
     const names = [...Object.keys(config.sheep).map(sheepQueueName), ...(await queues.modelQueueNames().catch(() => []))];
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- bull-board's types name its own bullmq copy
-    board.replaceQueues(names.map((name) => new BullMQAdapter(queues.queue(name) as any, { readOnlyMode: readOnly, allowRetries: !readOnly })));
+    board.replaceQueues(names.map((name) => new BullMQAdapter(queues.queue(name) as any, { readOnlyMode: readOnly, allowRetries: !readOnly, displayName: name })));
   };
   const adminAuth = config.auth ? undefined : config.gateway.admin;
   app.use(BOARD_PATH, basicAuth(adminAuth), (req: Request, res: Response, next: NextFunction) => {

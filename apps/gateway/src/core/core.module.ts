@@ -10,9 +10,8 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Server } from 'node:http';
-import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
-import { createRedis, whenReady, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore, UploadsInFlight, WaitingJobs, JobIndex, StartDeadlines } from '@shepherd/queue';
+import { createRedis, whenReady, type RedisClient, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore, UploadsInFlight, WaitingJobs, JobIndex, StartDeadlines } from '@shepherd/queue';
 import { createStorage, type JobStorage } from '@shepherd/storage';
 import { CONFIG, REDIS, STORAGE, SUBSCRIBER } from './tokens';
 
@@ -23,7 +22,7 @@ export class CoreModule implements OnModuleInit, BeforeApplicationShutdown, OnAp
   private readonly logger = new Logger('Shutdown');
 
   static forRoot(config: ShepherdConfig): DynamicModule {
-    const keys = new RedisKeys(config.redis.prefix);
+    const keys = new RedisKeys(config.redis.prefix, { cluster: Boolean(config.redis.cluster) });
     return {
       module: CoreModule,
       providers: [
@@ -32,15 +31,15 @@ export class CoreModule implements OnModuleInit, BeforeApplicationShutdown, OnAp
         { provide: STORAGE, useFactory: () => createStorage(config.storage) },
         { provide: REDIS, useFactory: () => createRedis(config.redis, 'producer') },
         { provide: SUBSCRIBER, useFactory: () => createRedis(config.redis, 'subscriber') },
-        { provide: StatusStore, inject: [REDIS, STORAGE], useFactory: (r: Redis, s: JobStorage) => new StatusStore(r, s, keys) },
-        { provide: StatusEvents, inject: [SUBSCRIBER], useFactory: (r: Redis) => new StatusEvents(r, keys) },
-        { provide: JobQueues, inject: [REDIS], useFactory: (r: Redis) => new JobQueues(r, keys) },
-        { provide: SheepRegistry, inject: [REDIS], useFactory: (r: Redis) => new SheepRegistry(r, keys) },
-        { provide: MetricsStore, inject: [REDIS], useFactory: (r: Redis) => new MetricsStore(r, keys) },
-        { provide: WaitingJobs, inject: [REDIS], useFactory: (r: Redis) => new WaitingJobs(r, keys) },
-        { provide: UploadsInFlight, inject: [REDIS], useFactory: (r: Redis) => new UploadsInFlight(r, keys) },
-        { provide: JobIndex, inject: [REDIS], useFactory: (r: Redis) => new JobIndex(r, keys) },
-        { provide: StartDeadlines, inject: [REDIS], useFactory: (r: Redis) => new StartDeadlines(r, keys) },
+        { provide: StatusStore, inject: [REDIS, STORAGE], useFactory: (r: RedisClient, s: JobStorage) => new StatusStore(r, s, keys) },
+        { provide: StatusEvents, inject: [SUBSCRIBER], useFactory: (r: RedisClient) => new StatusEvents(r, keys) },
+        { provide: JobQueues, inject: [REDIS], useFactory: (r: RedisClient) => new JobQueues(r, keys) },
+        { provide: SheepRegistry, inject: [REDIS], useFactory: (r: RedisClient) => new SheepRegistry(r, keys) },
+        { provide: MetricsStore, inject: [REDIS], useFactory: (r: RedisClient) => new MetricsStore(r, keys) },
+        { provide: WaitingJobs, inject: [REDIS], useFactory: (r: RedisClient) => new WaitingJobs(r, keys) },
+        { provide: UploadsInFlight, inject: [REDIS], useFactory: (r: RedisClient) => new UploadsInFlight(r, keys) },
+        { provide: JobIndex, inject: [REDIS], useFactory: (r: RedisClient) => new JobIndex(r, keys) },
+        { provide: StartDeadlines, inject: [REDIS], useFactory: (r: RedisClient) => new StartDeadlines(r, keys) },
       ],
       exports: [
         CONFIG,
@@ -65,8 +64,8 @@ export class CoreModule implements OnModuleInit, BeforeApplicationShutdown, OnAp
     @Inject(CONFIG) private readonly config: ShepherdConfig,
     private readonly adapterHost: HttpAdapterHost,
     @Inject(STORAGE) private readonly storage: JobStorage,
-    @Inject(REDIS) private readonly redis: Redis,
-    @Inject(SUBSCRIBER) private readonly subscriber: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
+    @Inject(SUBSCRIBER) private readonly subscriber: RedisClient,
     private readonly events: StatusEvents,
     private readonly queues: JobQueues,
   ) {}

@@ -2,9 +2,8 @@ import { Controller, Get, Header, Inject, Logger, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiAnswers } from '../openapi/api-docs';
 import type { Response } from 'express';
-import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
-import { SheepRegistry } from '@shepherd/queue';
+import { SheepRegistry, type RedisClient } from '@shepherd/queue';
 import type { JobStorage } from '@shepherd/storage';
 import { CONFIG, REDIS, STORAGE } from '../core/tokens';
 import { Public, RequireScope } from '../auth/scopes';
@@ -19,7 +18,7 @@ export class HealthController {
 
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     @Inject(STORAGE) private readonly storage: JobStorage,
     private readonly sheep: SheepRegistry,
     private readonly metrics: MetricsService,

@@ -6,6 +6,9 @@ import type { Redis } from 'ioredis';
 import { JobQueues, MetricsStore, RedisKeys, SheepRegistry, WebhookCounts } from '@shepherd/queue';
 import { CONFIG, REDIS } from '../core/tokens';
 
+/** Distinct `model` labels of the submitted counter. */
+const MAX_MODEL_LABELS = 1000;
+
 /**
  * Prometheus metrics of the whole deployment: what the gateway counts
  * itself, queue depths read from BullMQ at scrape time, and the counters
@@ -15,6 +18,7 @@ import { CONFIG, REDIS } from '../core/tokens';
 @Injectable()
 export class MetricsService {
   readonly registry = new Registry();
+  private readonly labelled = new Set<string>();
   private readonly submitted = new Counter({ name: 'shepherd_jobs_submitted_total', help: 'Jobs accepted by start-job', labelNames: ['model'], registers: [this.registry] });
 
   constructor(
@@ -107,6 +111,10 @@ export class MetricsService {
   }
 
   jobSubmitted(model: Model): void {
-    this.submitted.inc({ model: modelKey(model) });
+    // Model names come from clients: past a bound, new ones share one label so the registry cannot grow for ever.
+    const key = modelKey(model);
+    if (!this.labelled.has(key) && this.labelled.size >= MAX_MODEL_LABELS) return this.submitted.inc({ model: 'other' });
+    this.labelled.add(key);
+    this.submitted.inc({ model: key });
   }
 }

@@ -1,8 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
 import { isFinished, jobStatus, JobStatusSchema, lifeOf, modelQueueName, publicStatus, sheepQueueName, type JobState, type JobStatus } from '@shepherd/contracts';
-import { InvalidCursorError, JobIndex, JobQueues, RedisKeys, StatusStore, viaRedis } from '@shepherd/queue';
+import { InvalidCursorError, JobIndex, JobQueues, RedisKeys, StatusStore, viaRedis, type RedisClient } from '@shepherd/queue';
 import type { JobStorage } from '@shepherd/storage';
 import { badRequest, conflict, unknownJob } from '../errors/api-errors';
 import { mayAccess, type Principal } from '../auth/principal';
@@ -33,7 +32,7 @@ export class JobControl {
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
     @Inject(STORAGE) private readonly storage: JobStorage,
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly statuses: StatusStore,
     private readonly queues: JobQueues,
@@ -89,7 +88,8 @@ export class JobControl {
       while (jobs.length < query.limit && scanned < SCAN_PER_PAGE) {
         const page = await this.index.page(Math.min(500, Math.max(query.limit - jobs.length, 50)), cursor);
         scanned += page.jobIds.length;
-        const records = page.jobIds.length ? await viaRedis(() => this.redis.mget(...page.jobIds.map((id) => this.keys.status(id)))) : [];
+        // One GET per job: on a cluster their keys lie in other slots (autopipelined per node).
+        const records = await viaRedis(() => Promise.all(page.jobIds.map((id) => this.redis.get(this.keys.status(id)))));
         let taken = 0;
         for (const [i, jobId] of page.jobIds.entries()) {
           taken = i + 1;

@@ -1,9 +1,8 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { ShepherdConfig } from '@shepherd/config';
 import { isFinished, publicStatus, type JobStatus } from '@shepherd/contracts';
-import { MAX_EVENTS, StatusEvents, StatusStore } from '@shepherd/queue';
+import { MAX_EVENTS, StatusEvents, StatusStore, type RedisClient } from '@shepherd/queue';
 import type { Principal } from '../auth/principal';
-import type { Redis } from 'ioredis';
 import { CONFIG, SUBSCRIBER } from '../core/tokens';
 import { JobsService } from './jobs.service';
 
@@ -68,14 +67,17 @@ export class JobEvents implements BeforeApplicationShutdown {
     private readonly statuses: StatusStore,
     private readonly events: StatusEvents,
     private readonly jobs: JobsService,
-    @Inject(SUBSCRIBER) subscriber: Redis,
+    @Inject(SUBSCRIBER) subscriber: RedisClient,
   ) {
     // Events published while the subscription is down are never delivered:
     // end the open streams, and their clients resume from the Redis stream
     // with Last-Event-ID, which holds everything.
-    subscriber.on('close', () => {
+    const closeAll = () => {
       for (const feed of [...this.feeds]) feed.close();
-    });
+    };
+    subscriber.on('close', closeAll);
+    // A Cluster moves its subscription to another node when one leaves, without a 'close'.
+    subscriber.on('-node', closeAll);
   }
 
   /**

@@ -3,10 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { ShepherdConfig } from '@shepherd/config';
 import { INPUTS_FOLDER, jobStatus, modelKey, type JobData, type JobLife, type StartJobRequest } from '@shepherd/contracts';
-import { JobIndex, JobQueues, RedisUnavailableError, StartDeadlines, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
+import { JobIndex, JobQueues, RedisUnavailableError, type RedisClient, StartDeadlines, StatusStore, UploadsInFlight, WaitingJobs } from '@shepherd/queue';
 import { JobExistsError, JobNotFoundError, type JobStorage } from '@shepherd/storage';
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
-import type { Redis } from 'ioredis';
 import { CONFIG, REDIS, STORAGE } from '../core/tokens';
 import { reachStep } from './submit-hooks';
 import { requestedWebhook } from '../webhooks/webhook-request';
@@ -37,7 +36,7 @@ export class Submitter {
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
     @Inject(STORAGE) private readonly storage: JobStorage,
-    @Inject(REDIS) private readonly redis: Redis,
+    @Inject(REDIS) private readonly redis: RedisClient,
     private readonly statuses: StatusStore,
     private readonly queues: JobQueues,
     private readonly waiting: WaitingJobs,

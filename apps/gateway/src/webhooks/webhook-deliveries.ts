@@ -1,9 +1,8 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { ShepherdConfig } from '@shepherd/config';
 import { describeZodError, WEBHOOK_QUEUE, WebhookDeliverySchema } from '@shepherd/contracts';
-import { createRedis, RedisKeys, StatusStore, WebhookCounts, WebhookOutbox } from '@shepherd/queue';
+import { createRedis, RedisKeys, StatusStore, WebhookCounts, WebhookOutbox, type RedisClient } from '@shepherd/queue';
 import { CONFIG, REDIS } from '../core/tokens';
 import { postOnce, signedHeaders, webhookKey } from './webhook-sender';
 import { checkTarget, systemLookup, type HostLookup } from './webhook-target';
@@ -25,12 +24,12 @@ export class WebhookDeliveries implements OnModuleInit, BeforeApplicationShutdow
   /** Aborted at shutdown: tries in flight fail and are retried later (same webhook-id). */
   private readonly closing = new AbortController();
   private worker?: Worker;
-  private connection?: Redis;
+  private connection?: RedisClient;
   private readonly lookup: HostLookup = systemLookup;
 
   constructor(
     @Inject(CONFIG) private readonly config: ShepherdConfig,
-    @Inject(REDIS) redis: Redis,
+    @Inject(REDIS) redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly statuses: StatusStore,
   ) {
@@ -47,8 +46,8 @@ export class WebhookDeliveries implements OnModuleInit, BeforeApplicationShutdow
     if (!secret) return;
     const key = webhookKey(secret);
     // A blocking connection of its own, as BullMQ workers need (maxRetriesPerRequest: null).
-    this.connection = createRedis(this.config.redis.url, 'worker');
-    this.worker = new Worker(WEBHOOK_QUEUE, (job) => this.deliver(job, key), {
+    this.connection = createRedis(this.config.redis, 'worker');
+    this.worker = new Worker(this.keys.bullName(WEBHOOK_QUEUE), (job) => this.deliver(job, key), {
       connection: this.connection,
       prefix: this.keys.prefix,
       concurrency: this.config.webhooks.concurrency,
