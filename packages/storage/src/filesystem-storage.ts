@@ -99,8 +99,8 @@ export class FilesystemStorage implements JobStorage {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new FileNotFoundError(jobId, `${folder}/${path}`);
       // O_NOFOLLOW guards the last name only: a folder on the way may be a planted link.
-      const [real, job] = await Promise.all([fs.realpath(file), fs.realpath(this.jobDir(jobId))]);
-      if (!real.startsWith(job + sep)) throw new FileNotFoundError(jobId, `${folder}/${path}`);
+      const realFolder = await fs.realpath(dirname(file));
+      if (!`${realFolder}${sep}`.startsWith(`${await this.realRoot()}${sep}${jobId}${sep}`)) throw new FileNotFoundError(jobId, `${folder}/${path}`);
       return { stream: handle.createReadStream(), size: stat.size };
     } catch (error) {
       await handle.close();
@@ -160,6 +160,14 @@ export class FilesystemStorage implements JobStorage {
   }
 
   async close(): Promise<void> {}
+
+  private realRootPath?: string;
+
+  /** The root with its links resolved, once: a read's real path must lie under it. */
+  private async realRoot(): Promise<string> {
+    this.realRootPath ??= await fs.realpath(this.root);
+    return this.realRootPath;
+  }
 
   private jobDir(jobId: string): string {
     return join(this.root, safeJobId(jobId));
