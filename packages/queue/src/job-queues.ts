@@ -1,7 +1,10 @@
 import { Queue, type Job } from 'bullmq';
 import { bullPriority, modelQueueName, queueJobId, sheepQueueName, type JobData } from '@shepherd/contracts';
 import type { RedisKeys } from './keys';
-import { RedisUnavailableError, viaRedis, type RedisClient } from './redis';
+import { RedisUnavailableError, viaRedis, whenReady, type RedisClient } from './redis';
+
+/** How long a call waits for a connection that is not ready yet. */
+const READY_WAIT_MS = 2000;
 
 /** Queue objects kept open per process; the least recently used is closed past this (it reopens on use). */
 const MAX_OPEN_QUEUES = 256;
@@ -61,7 +64,10 @@ export class JobQueues {
    * producer must not hang on a reconnect) and drops the queue if it broke.
    */
   private async onQueue<T>(name: string, call: (queue: Queue) => Promise<T>): Promise<T> {
-    if (this.connection.status !== 'ready') throw new RedisUnavailableError(`Redis is unreachable (connection ${this.connection.status})`);
+    // A connection still (re)connecting gets a moment; a producer must not hang on one that stays away.
+    if (this.connection.status !== 'ready' && !(await whenReady(this.connection, READY_WAIT_MS))) {
+      throw new RedisUnavailableError(`Redis is unreachable (connection ${this.connection.status})`);
+    }
     const queue = this.queue(name);
     try {
       return await viaRedis(() => call(queue));
