@@ -1,8 +1,11 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { tempDir, uniqueId } from '@shepherd/testing';
-import { floorLatency, floorThroughput } from './floor';
+import { uniqueId } from '@shepherd/testing';
+import { startS3Column, type S3Column } from './children';
+import { floorLatency, floorThroughput, startFloor, type Floor } from './floor';
+import { runLoadTest } from './loadtest';
+import { LoopProbe } from './loop';
+import { loopDuring, saturated, type Saturated } from './phases';
+import { benchRedis, type ProcessKinds } from './procs';
+import { writeResults, type BenchResults, type S3Layout } from './report';
 import {
   mixedModels,
   percentiles,
@@ -14,54 +17,86 @@ import {
   shepherdThroughput,
   streamGrowth,
 } from './scenarios';
-import { LocalShepherd, REPO } from './shepherd';
-import { formatMs, type Percentiles } from './stats';
+import { LocalShepherd } from './shepherd';
 
 // `pnpm bench`: Shepherd next to the floor (the unavoidable work of a job,
-// raw clients in one process), measured in one run on this machine. Sizes
-// can be lowered for a quick look: BENCH_SCALE=0.2 pnpm bench.
+// raw clients, in processes shaped like Shepherd's), measured in one run on
+// this machine, with the CPU of every process per job. Sizes can be lowered
+// for a quick look: BENCH_SCALE=0.2 pnpm bench.
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const n = (count: number) => Math.max(5, Math.round(count * SCALE));
 const LATENCY_JOBS = n(200);
 const THROUGHPUT_JOBS = n(400);
 const BUSY_JOBS = n(150);
 const SWAP_JOBS = n(200);
-const BACKLOG = n(10_000);
+const BIG_JOBS = n(40);
+const S3_LATENCY_JOBS = n(50);
+const S3_THROUGHPUT_JOBS = n(200);
+/** The target is about 10,000 queued jobs: not scaled. */
+const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 10_000);
+const LOADTEST_SECONDS = Math.max(5, Math.round(30 * SCALE));
 const STREAM_BYTES = Math.round(1024 ** 3 * Math.min(1, SCALE));
+const BIG_PAYLOAD = JSON.stringify({ blob: 'x'.repeat(10 * 1024 * 1024) });
 
 function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
+  process.stderr.write(`[bench] ${new Date().toISOString().slice(11, 19)} ${message}\n`);
 }
 
 async function main(): Promise<void> {
-  const floorOptions = { redisUrl: REDIS_URL, prefix: uniqueId('floor'), dir: tempDir('floor') };
-  const shepherd = new LocalShepherd(REDIS_URL, ['s1', 's2']);
-  await shepherd.start();
-  const results: Record<string, unknown> = {};
+  const started = Date.now();
+  const redis = await benchRedis();
+  const probe = new LoopProbe();
+  const env = probe.env();
+  const withRedis = (kinds: ProcessKinds): ProcessKinds => (redis.pid ? { ...kinds, redis: [redis.pid] } : kinds);
+  const floorOptions = { redisUrl: redis.url, prefix: uniqueId('floor'), env };
+  const results: Partial<BenchResults> = { redis: redis.pid ? `private redis-server, pid ${redis.pid}` : `${redis.url} (CPU not measured)` };
+  const shepherd = new LocalShepherd(redis.url, ['s1', 's2'], { env });
+  const floors: Floor[] = [];
+  const newFloor = async (sheep: 1 | 2, storage?: Parameters<typeof startFloor>[0]['storage']): Promise<Floor> => {
+    const floor = await startFloor({ ...floorOptions, sheep, storage });
+    floors.push(floor);
+    return floor;
+  };
   try {
+    await shepherd.start();
     await shepherd.startWorker('s1');
-    log('idle latency: floor, then Shepherd');
-    const floorIdle = await floorLatency({ ...floorOptions, jobs: LATENCY_JOBS });
+    log('idle latency and saturated throughput, 1 sheep: floor, then Shepherd');
+    const floor1 = await newFloor(1);
+    const floorIdle = await floorLatency(floor1, LATENCY_JOBS);
+    const floorSat1 = await saturated(probe, () => withRedis(floor1.processes()), THROUGHPUT_JOBS, () => floorThroughput(floor1, THROUGHPUT_JOBS));
+    await floor1.stop();
     const shepherdIdle = percentiles(await shepherdLatency(shepherd, LATENCY_JOBS));
-    results.latency = { floor: strip(floorIdle), shepherd: shepherdIdle };
+    const shepherdSat1 = await saturated(probe, () => withRedis(shepherd.processes()), THROUGHPUT_JOBS, () => shepherdThroughput(shepherd, THROUGHPUT_JOBS));
+    const { samplesMs: _samples, ...floorIdleSummary } = floorIdle;
+    results.latency = { floor: floorIdleSummary, shepherd: shepherdIdle };
 
-    log('saturated throughput, 1 sheep');
-    const floor1 = (await floorThroughput({ ...floorOptions, jobs: THROUGHPUT_JOBS, concurrency: 16, sheep: 1 })).jobsPerSecond;
-    const shepherd1 = await shepherdThroughput(shepherd, THROUGHPUT_JOBS);
-    log('saturated throughput, 2 sheep');
+    log('saturated throughput, 2 sheep, and 10 MB payloads arriving: floor, then Shepherd');
+    const floor2 = await newFloor(2);
+    const floorSat2 = await saturated(probe, () => withRedis(floor2.processes()), THROUGHPUT_JOBS, () => floorThroughput(floor2, THROUGHPUT_JOBS));
+    const floorBig = await loopDuring(probe, floor2.processes().gateway ?? [], () => floorThroughput(floor2, BIG_JOBS, 4, BIG_PAYLOAD));
+    await floor2.stop();
     await shepherd.startWorker('s2');
-    const floor2 = (await floorThroughput({ ...floorOptions, jobs: THROUGHPUT_JOBS, concurrency: 16, sheep: 2 })).jobsPerSecond;
-    const shepherd2 = await shepherdThroughput(shepherd, THROUGHPUT_JOBS);
-    results.throughput = { floor: { oneSheep: floor1, twoSheep: floor2 }, shepherd: { oneSheep: shepherd1, twoSheep: shepherd2 } };
+    await shepherdThroughput(shepherd, 20); // warm-up: the second runner starts outside the measured phase
+    const shepherdSat2 = await saturated(probe, () => withRedis(shepherd.processes()), THROUGHPUT_JOBS, () => shepherdThroughput(shepherd, THROUGHPUT_JOBS));
+    const shepherdBig = await loopDuring(probe, shepherd.processes().gateway ?? [], () => shepherdThroughput(shepherd, BIG_JOBS, 4, BIG_PAYLOAD));
+    results.saturated = { floor: { oneSheep: floorSat1, twoSheep: floorSat2 }, shepherd: { oneSheep: shepherdSat1, twoSheep: shepherdSat2 } };
+    results.bigPayloads = { jobs: BIG_JOBS, floorGateway: floorBig, shepherdGateway: shepherdBig };
+
+    log(`load test, ${LOADTEST_SECONDS} s, 2 sheep`);
+    const gatewayPids = shepherd.processes().gateway ?? [];
+    let report: Awaited<ReturnType<typeof runLoadTest>> | undefined;
+    const loadtestLoop = await loopDuring(probe, gatewayPids, async () => {
+      report = await runLoadTest({ url: shepherd.url, durationSeconds: LOADTEST_SECONDS, maxRequests: 100_000, connections: 10 });
+    });
+    const status = report?.scenarios.find((s) => s.name === 'GET /status');
+    results.loadtest = { seconds: LOADTEST_SECONDS, requests: report?.requests ?? 0, http5xx: report?.http5xx ?? 0, statusLatency: status?.latency, gatewayLoop: loadtestLoop };
 
     log('model swaps, 2 sheep, mixed models');
     const models = mixedModels(SWAP_JOBS);
-    const swaps = await shepherdSwaps(shepherd, models);
-    results.swaps = { jobs: SWAP_JOBS, shepherdRunnerStarts: swaps, roundRobinRunnerStarts: roundRobinLoads(models, 2) };
+    results.swaps = { jobs: SWAP_JOBS, shepherdRunnerStarts: await shepherdSwaps(shepherd, models), roundRobinRunnerStarts: roundRobinLoads(models, 2) };
 
-    log('runner busy fraction, 1 sheep, 20 ms jobs, backlog');
+    log('runner busy fraction, 1 sheep, 20 ms jobs, backlog, default prefetch');
     await shepherd.stopWorker('s2');
     results.busyFraction = await runnerBusyFraction(shepherd, BUSY_JOBS, 20);
 
@@ -69,68 +104,66 @@ async function main(): Promise<void> {
     results.stream = { bytes: STREAM_BYTES, ...(await streamGrowth(shepherd, STREAM_BYTES)) };
     await shepherd.stopWorker('copy');
 
-    log(`RSS with ${BACKLOG} queued jobs`);
-    await shepherd.stopWorker('s1');
-    results.backlog = { jobs: BACKLOG, ...(await rssWithBacklog(shepherd, BACKLOG, 's2')) };
+    await shepherd.stop();
+
+    log(`RSS with ${BACKLOG} queued jobs, a fresh gateway`);
+    // Fresh: the gateway above has just parsed 10 MB bodies, and V8 keeps the heap it grew for them.
+    const fresh = new LocalShepherd(redis.url, ['s1'], { env });
+    try {
+      await fresh.start();
+      results.backlog = { jobs: BACKLOG, ...(await rssWithBacklog(fresh, BACKLOG, 's1')) };
+    } finally {
+      await fresh.stop();
+    }
+
+    results.s3 = [];
+    for (const layout of ['bucket-per-job', 'single-bucket'] as const) {
+      log(`S3 (s3rver behind a counting proxy), ${layout}: floor, then Shepherd`);
+      const s3 = await startS3Column();
+      try {
+        results.s3.push(await s3Layout(layout, s3, newFloor, probe, redis.url, env, withRedis));
+      } finally {
+        await s3.stop();
+      }
+    }
+  } finally {
+    for (const floor of floors) await floor.stop().catch(() => undefined);
+    await shepherd.stop().catch(() => undefined);
+    probe.remove();
+    await redis.stop();
+  }
+  results.seconds = (Date.now() - started) / 1000;
+  writeResults(results as BenchResults, SCALE);
+}
+
+async function s3Layout(
+  layout: 'bucket-per-job' | 'single-bucket',
+  s3: S3Column,
+  newFloor: (sheep: 1 | 2, storage: { kind: 's3'; url: string; layout: typeof layout; bucket: string }) => Promise<Floor>,
+  probe: LoopProbe,
+  redisUrl: string,
+  env: NodeJS.ProcessEnv,
+  withRedis: (kinds: ProcessKinds) => ProcessKinds,
+): Promise<S3Layout> {
+  const withS3 = (kinds: ProcessKinds): ProcessKinds => ({ ...withRedis(kinds), s3: [s3.serverPid] });
+  log(`… floor, ${layout}`);
+  const floor = await newFloor(2, { kind: 's3', url: s3.url, layout, bucket: uniqueId('floor') });
+  const floorIdle = percentiles((await floorLatency(floor, S3_LATENCY_JOBS)).samplesMs);
+  const floorSat: Saturated = await saturated(probe, () => withS3(floor.processes()), S3_THROUGHPUT_JOBS, () => floorThroughput(floor, S3_THROUGHPUT_JOBS), s3);
+  await floor.stop();
+  const shepherd = new LocalShepherd(redisUrl, ['s1', 's2'], { env, storage: { kind: 's3', url: s3.url, layout } });
+  try {
+    log(`… Shepherd, ${layout}`);
+    await shepherd.start();
+    await shepherd.startWorker('s1');
+    await shepherd.startWorker('s2');
+    await shepherdThroughput(shepherd, 20); // warm-up: both runners started
+    const shepherdIdle = percentiles(await shepherdLatency(shepherd, S3_LATENCY_JOBS, 5));
+    const shepherdSat = await saturated(probe, () => withS3(shepherd.processes()), S3_THROUGHPUT_JOBS, () => shepherdThroughput(shepherd, S3_THROUGHPUT_JOBS), s3);
+    return { layout, latency: { floor: floorIdle, shepherd: shepherdIdle }, saturated: { floor: floorSat, shepherd: shepherdSat } };
   } finally {
     await shepherd.stop();
   }
-  write(results);
-}
-
-function strip(p: Percentiles & { samplesMs?: number[] }): Percentiles {
-  const { samplesMs: _samples, ...rest } = p;
-  return rest;
-}
-
-interface Row {
-  what: string;
-  floor: string;
-  shepherd: string;
-  ratio: string;
-  target: string;
-  met: boolean | null;
-}
-
-function write(results: Record<string, unknown>): void {
-  const r = results as {
-    latency: { floor: Percentiles; shepherd: Percentiles };
-    throughput: { floor: { oneSheep: number; twoSheep: number }; shepherd: { oneSheep: number; twoSheep: number } };
-    swaps: { jobs: number; shepherdRunnerStarts: number; roundRobinRunnerStarts: number };
-    busyFraction: number;
-    stream: { bytes: number; gatewayMb: number; workerMb: number; seconds: number };
-    backlog: { jobs: number; gatewayMb: number; workerMb: number; gatewayIdleMb: number };
-  };
-  const rows: Row[] = [];
-  for (const p of ['p50', 'p95', 'p99'] as const) {
-    const ratio = r.latency.shepherd[p] / r.latency.floor[p];
-    rows.push({ what: `idle latency ${p}`, floor: formatMs(r.latency.floor[p]), shepherd: formatMs(r.latency.shepherd[p]), ratio: `${ratio.toFixed(2)}×`, target: '≤ 1.5× floor', met: ratio <= 1.5 });
-  }
-  for (const [label, key] of [['1 sheep', 'oneSheep'], ['2 sheep', 'twoSheep']] as const) {
-    const ratio = r.throughput.shepherd[key] / r.throughput.floor[key];
-    rows.push({ what: `saturated throughput, ${label}`, floor: `${r.throughput.floor[key].toFixed(0)} jobs/s`, shepherd: `${r.throughput.shepherd[key].toFixed(0)} jobs/s`, ratio: `${(ratio * 100).toFixed(0)}%`, target: '≥ 70% of floor', met: ratio >= 0.7 });
-  }
-  rows.push({ what: 'runner busy, 20 ms jobs, backlog', floor: '-', shepherd: `${(r.busyFraction * 100).toFixed(1)}%`, ratio: '-', target: '≥ 97%', met: r.busyFraction >= 0.97 });
-  const swapRatio = r.swaps.shepherdRunnerStarts / r.swaps.roundRobinRunnerStarts;
-  rows.push({ what: `runner starts, ${r.swaps.jobs} mixed jobs of 2 models, 2 sheep`, floor: `${r.swaps.roundRobinRunnerStarts} (round robin)`, shepherd: String(r.swaps.shepherdRunnerStarts), ratio: `${(swapRatio * 100).toFixed(0)}%`, target: '≤ 5% of round robin', met: swapRatio <= 0.05 });
-  rows.push({ what: `RSS growth, ${(r.stream.bytes / 1024 ** 3).toFixed(2)} GB in, through a runner, out`, floor: '-', shepherd: `gateway +${r.stream.gatewayMb.toFixed(0)} MB, worker +${r.stream.workerMb.toFixed(0)} MB (${r.stream.seconds.toFixed(0)} s)`, ratio: '-', target: '≤ 50 MB', met: Math.max(r.stream.gatewayMb, r.stream.workerMb) <= 50 });
-  rows.push({ what: `RSS with ${r.backlog.jobs} queued jobs`, floor: '-', shepherd: `gateway ${r.backlog.gatewayMb.toFixed(0)} MB (idle ${r.backlog.gatewayIdleMb.toFixed(0)}), worker ${r.backlog.workerMb.toFixed(0)} MB`, ratio: '-', target: '-', met: null });
-
-  const date = new Date().toISOString();
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Node ${process.version}, filesystem storage, local Redis`;
-  const table = [
-    '| measure | floor | Shepherd | ratio | target | met |',
-    '|---|---|---|---|---|---|',
-    ...rows.map((row) => `| ${row.what} | ${row.floor} | ${row.shepherd} | ${row.ratio} | ${row.target} | ${row.met === null ? '' : row.met ? 'yes' : 'no'} |`),
-  ].join('\n');
-  const markdown = `# Shepherd benchmark\n\n${date} on ${machine}.\n\n${table}\n`;
-  const dir = join(REPO, 'bench/results');
-  mkdirSync(dir, { recursive: true });
-  const stamp = date.slice(0, 16).replace(/[:T]/g, '-');
-  writeFileSync(join(dir, `${stamp}.md`), markdown);
-  writeFileSync(join(dir, `${stamp}.json`), JSON.stringify({ date, machine, scale: SCALE, results }, null, 2));
-  writeFileSync(join(dir, 'latest.md'), markdown);
-  process.stdout.write(`${markdown}\n`);
 }
 
 main().catch((error: unknown) => {

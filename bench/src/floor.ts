@@ -1,16 +1,21 @@
 // The floor: the least work any job server must do for one job, done with raw
-// clients in one process and no Shepherd code, so Shepherd's figures can be
-// read against it. Per job: one HTTP POST, the input written to a file and
-// read back, a BullMQ add and take, one ZeroMQ runner round trip, the output
-// read back and one status write.
+// clients and no Shepherd code, so Shepherd's figures can be read against it.
+// Per job: one HTTP POST, the input stored and read back, a BullMQ add and
+// take, one ZeroMQ runner round trip, the output read back and one status
+// write (S3: see floor-store.ts). Its processes mirror Shepherd's (a gateway,
+// a worker and a runner per sheep: floor-node.ts) so each kind's CPU can be
+// set against Shepherd's; the HTTP clients run in the bench's own process.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { Queue, Worker, type ConnectionOptions } from 'bullmq';
-import { Dealer, Router } from 'zeromq';
+import { Queue } from 'bullmq';
+import type { ChildProcess } from 'node:child_process';
+import { tempDir } from '@shepherd/testing';
+import { endChild, forkReady } from './children';
+import { connection, type FloorNodeOptions } from './floor-node';
+import type { FloorStorage } from './floor-store';
+import type { ProcessKinds } from './procs';
 import { percentiles, type Percentiles } from './stats';
 
 export interface FloorOptions {
@@ -18,10 +23,12 @@ export interface FloorOptions {
   redisUrl: string;
   /** BullMQ key prefix; the floor's queue under it is obliterated at the end. */
   prefix: string;
-  /** Scratch directory for the job files; removed at the end. */
-  dir: string;
-  /** BullMQ Workers, each with its own runner (concurrency 1 each). Default 1. */
+  /** Workers, each with its own runner (concurrency 1 each). Default 1. */
   sheep?: 1 | 2;
+  /** Default the filesystem. */
+  storage?: FloorStorage;
+  /** Environment of the floor's processes (the loop probe). */
+  env?: NodeJS.ProcessEnv;
   /** Limit on one job from its submit to done, in ms. Default 60 000. */
   jobTimeoutMs?: number;
   /** Jobs run one by one first and not counted (JIT, connections). Default 5. */
@@ -33,72 +40,30 @@ export interface FloorLatency extends Percentiles {
   samplesMs: number[];
 }
 
-export interface FloorThroughput {
-  jobs: number;
-  seconds: number;
-  /** Jobs from the first submit to the last done, per second. */
-  jobsPerSecond: number;
-}
-
-const QUEUE_NAME_PREFIX = 'floor';
-const PAYLOAD = JSON.stringify({ x: 1 });
-const OUTPUT = JSON.stringify({ result: { x: 1 } });
-const MAX_BODY = 1024 * 1024;
-const REDIS_TIMEOUT_MS = 5_000;
-
-/** Idle: one job at a time; submit→done latency of each of `jobs` jobs. */
-export async function floorLatency(options: FloorOptions & { jobs: number }): Promise<FloorLatency> {
-  return withPipeline(options, async (pipeline) => {
-    const samplesMs: number[] = [];
-    for (let i = 0; i < options.jobs; i++) samplesMs.push(await pipeline.runOne());
-    return { ...percentiles(samplesMs), samplesMs };
-  });
-}
-
-/** Saturated: `jobs` jobs submitted up front by `concurrency` HTTP clients. */
-export async function floorThroughput(
-  options: FloorOptions & { jobs: number; concurrency: number },
-): Promise<FloorThroughput> {
-  return withPipeline(options, async (pipeline) => {
-    const done: Promise<number>[] = [];
-    let next = 0;
-    const start = performance.now();
-    const client = async (): Promise<void> => {
-      while (next < options.jobs) {
-        next++;
-        const { finished, submitted } = pipeline.submit();
-        done.push(finished);
-        await submitted;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, client));
-    const ends = await Promise.all(done);
-    const seconds = (Math.max(start, ...ends) - start) / 1000;
-    return { jobs: options.jobs, seconds, jobsPerSecond: options.jobs / seconds };
-  });
-}
-
-/** Both measurements, each on a fresh pipeline: idle latency, then saturated throughput. */
-export async function runFloor(
-  options: FloorOptions & { jobs: number; concurrency: number },
-): Promise<{ latency: FloorLatency; throughput: number }> {
-  const latency = await floorLatency(options);
-  const { jobsPerSecond } = await floorThroughput(options);
-  return { latency, throughput: jobsPerSecond };
-}
-
-interface Pipeline {
-  /** Starts one job; `finished` resolves with performance.now() at its status write. */
-  submit(): { submitted: Promise<void>; finished: Promise<number> };
+export interface Floor {
+  /** Starts one job; `finished` resolves with performance.now() when its worker reports it done. */
+  submit(payload?: string): { submitted: Promise<void>; finished: Promise<number> };
   /** Runs one job alone and returns its submit→done time in ms. */
   runOne(): Promise<number>;
+  /** The floor's processes by kind, for CPU and event-loop readings. */
+  processes(): ProcessKinds;
+  stop(): Promise<void>;
 }
 
-async function withPipeline<T>(options: FloorOptions, measure: (pipeline: Pipeline) => Promise<T>): Promise<T> {
-  const { dir, prefix } = options;
+const PAYLOAD = JSON.stringify({ x: 1 });
+const REDIS_TIMEOUT_MS = 5_000;
+
+/** Starts the floor's processes: runners, then workers, then the gateway. */
+export async function startFloor(options: FloorOptions): Promise<Floor> {
   const jobTimeoutMs = options.jobTimeoutMs ?? 60_000;
-  const queueName = `${QUEUE_NAME_PREFIX}-${randomBytes(4).toString('hex')}`;
-  const connection = redisOptions(options.redisUrl);
+  const storageDir = tempDir('floor');
+  const base: FloorNodeOptions = {
+    redisUrl: options.redisUrl,
+    prefix: options.prefix,
+    queueName: `floor-${randomBytes(4).toString('hex')}`,
+    dir: storageDir,
+    storage: options.storage ?? { kind: 'filesystem' },
+  };
   const waiters = new Map<string, { resolve: (at: number) => void; reject: (error: Error) => void }>();
   const settle = (jobId: string, error?: Error): void => {
     const at = performance.now();
@@ -107,139 +72,88 @@ async function withPipeline<T>(options: FloorOptions, measure: (pipeline: Pipeli
     if (error) waiter?.reject(error);
     else waiter?.resolve(at);
   };
-
-  await mkdir(dir, { recursive: true });
-  const queue = new Queue(queueName, { connection, prefix });
-  queue.on('error', () => undefined); // surfaced through the calls' timeouts
-  const cleanups: (() => Promise<unknown>)[] = [];
-  const server = createServer((req, res) => void receive(req, res, dir, queue));
+  const children: { kind: string; child: ChildProcess }[] = [];
   const agent = new Agent({ keepAlive: true });
+  const dirs = [storageDir];
+  const stop = async (): Promise<void> => {
+    agent.destroy();
+    for (const { child } of [...children].reverse()) await endChild(child);
+    const queue = new Queue(base.queueName, { connection: connection(options.redisUrl), prefix: base.prefix });
+    queue.on('error', () => undefined);
+    await withTimeout(queue.obliterate({ force: true }), REDIS_TIMEOUT_MS, 'obliterate').catch(() => undefined);
+    await withTimeout(queue.close(), REDIS_TIMEOUT_MS, 'close').catch(() => queue.disconnect());
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  };
+  const start = async <T extends object>(kind: string, role: string, nodeOptions: FloorNodeOptions): Promise<T> => {
+    const { child, ready } = await forkReady<T>('floor-node.js', [role, JSON.stringify(nodeOptions)], options.env);
+    children.push({ kind, child });
+    return ready;
+  };
   try {
-    cleanups.push(async () => {
-      await withTimeout(queue.obliterate({ force: true }), REDIS_TIMEOUT_MS, 'obliterate').catch(() => undefined);
-      await shut(queue);
-    });
-    await withTimeout(queue.waitUntilReady(), REDIS_TIMEOUT_MS, `Redis at ${options.redisUrl}`);
     for (let s = 0; s < (options.sheep ?? 1); s++) {
-      const runner = new Router({ linger: 0 });
-      const link = new Dealer({ linger: 0, receiveTimeout: jobTimeoutMs, sendTimeout: jobTimeoutMs });
-      let runnerLoop: Promise<void> = Promise.resolve();
-      const worker = new Worker<{ jobId: string }>(
-        queueName,
-        async (job) => {
-          try {
-            await consume(job.data.jobId, dir, link);
-            settle(job.data.jobId);
-          } catch (error) {
-            settle(job.data.jobId, error as Error);
-            throw error;
-          }
-        },
-        { connection, prefix, concurrency: 1, autorun: false },
-      );
-      worker.on('error', () => undefined); // surfaced through the jobs' timeouts
-      cleanups.unshift(async () => {
-        await shut(worker);
-        link.close();
-        runner.close();
-        await runnerLoop;
+      const { endpoint } = await start<{ endpoint: string }>('runners', 'runner', base);
+      // S3: each worker stages into its own folder, as Shepherd's sheep do; filesystem: the storage folder itself.
+      const dir = base.storage.kind === 's3' ? tempDir('floor-sheep') : storageDir;
+      dirs.push(dir);
+      await start('workers', 'sheep', { ...base, dir, endpoint });
+      children[children.length - 1]?.child.on('message', (m: { type?: string; jobId?: string; message?: string }) => {
+        if (m.type === 'done' && m.jobId) settle(m.jobId);
+        if (m.type === 'failed' && m.jobId) settle(m.jobId, new Error(m.message));
       });
-      await runner.bind('tcp://127.0.0.1:*');
-      runnerLoop = serveRunner(runner);
-      link.connect(runner.lastEndpoint ?? '');
-      void worker.run().catch(() => undefined);
-      await withTimeout(worker.waitUntilReady(), REDIS_TIMEOUT_MS, `Redis at ${options.redisUrl}`);
     }
-    cleanups.unshift(async () => {
-      agent.destroy();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
+    const { port } = await start<{ port: number }>('gateway', 'gateway', base);
 
-    const submit = (): { submitted: Promise<void>; finished: Promise<number> } => {
+    const submit = (payload = PAYLOAD): { submitted: Promise<void>; finished: Promise<number> } => {
       const jobId = `j-${randomBytes(6).toString('hex')}`;
       const finished = new Promise<number>((resolve, reject) => waiters.set(jobId, { resolve, reject }));
       const timed = withTimeout(finished, jobTimeoutMs, `floor job ${jobId}`);
-      const submitted = post(port, agent, JSON.stringify({ job_id: jobId, payload: PAYLOAD }), jobTimeoutMs);
+      const submitted = post(port, agent, JSON.stringify({ job_id: jobId, payload }), jobTimeoutMs);
       submitted.catch((error: Error) => settle(jobId, error));
       timed.catch(() => waiters.delete(jobId));
       return { submitted, finished: timed };
     };
     const runOne = async (): Promise<number> => {
-      const start = performance.now();
+      const begin = performance.now();
       const { submitted, finished } = submit();
       const [, at] = await Promise.all([submitted, finished]);
-      return at - start;
+      return at - begin;
     };
     for (let i = 0; i < (options.warmup ?? 5); i++) await runOne();
-    return await measure({ submit, runOne });
-  } finally {
-    for (const cleanup of cleanups) {
-      await withTimeout(cleanup(), 3 * REDIS_TIMEOUT_MS, 'floor cleanup').catch(() => undefined);
-    }
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** The HTTP side: store the input, enqueue, answer 200. */
-async function receive(req: IncomingMessage, res: ServerResponse, dir: string, queue: Queue): Promise<void> {
-  const answer = (status: number, body: object): void => {
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-  };
-  try {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_BODY) return answer(413, { message: 'body too large' });
-      chunks.push(chunk);
-    }
-    const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { job_id?: unknown; payload?: unknown };
-    const { job_id: jobId, payload } = body;
-    if (typeof jobId !== 'string' || !/^[a-z][a-z0-9-]{0,62}$/.test(jobId) || typeof payload !== 'string') {
-      return answer(400, { message: 'job_id and payload (strings) are required' });
-    }
-    await mkdir(join(dir, jobId, 'inputs'), { recursive: true });
-    await writeFile(join(dir, jobId, 'inputs', 'input'), payload);
-    await queue.add('job', { jobId }, { jobId, removeOnComplete: { count: 10_000 }, removeOnFail: { count: 10_000 } });
-    return answer(200, { success: true });
+    const processes = (): ProcessKinds => {
+      const kinds: ProcessKinds = { gateway: [], workers: [], runners: [] };
+      for (const { kind, child } of children) if (child.pid) kinds[kind]?.push(child.pid);
+      return kinds;
+    };
+    return { submit, runOne, processes, stop };
   } catch (error) {
-    return answer(500, { message: (error as Error).message });
+    await stop();
+    throw error;
   }
 }
 
-/** The sheep side of one job: read the input, run it on the runner, read the output, write the status. */
-async function consume(jobId: string, dir: string, link: Dealer): Promise<void> {
-  const jobDir = join(dir, jobId);
-  await readFile(join(jobDir, 'inputs', 'input'));
-  await mkdir(join(jobDir, 'outputs'));
-  const input = { message: { identity: '', job_id: jobId, message_type: 'InputMessage', io_data_root: dir } };
-  await link.send(JSON.stringify(input));
-  const [frame] = await link.receive();
-  const reply = JSON.parse(String(frame)) as { message?: { job_id?: string; message_type?: string } };
-  if (reply.message?.message_type !== 'DoneMessage' || reply.message.job_id !== jobId) {
-    throw new Error(`runner answered ${String(frame)} for ${jobId}`);
-  }
-  await readFile(join(jobDir, 'outputs', 'output'));
-  const status = { status: 'done', finished_at: new Date().toISOString() };
-  await writeFile(join(jobDir, 'job_status.json'), JSON.stringify(status));
+/** Idle: one job at a time; submit→done latency of each of `jobs` jobs. */
+export async function floorLatency(floor: Floor, jobs: number): Promise<FloorLatency> {
+  const samplesMs: number[] = [];
+  for (let i = 0; i < jobs; i++) samplesMs.push(await floor.runOne());
+  return { ...percentiles(samplesMs), samplesMs };
 }
 
-/** A no-op runner: writes the output and answers DoneMessage at once. Ends when the socket closes. */
-async function serveRunner(router: Router): Promise<void> {
-  try {
-    for await (const [identity, frame] of router) {
-      if (!identity || !frame) continue;
-      const { message } = JSON.parse(String(frame)) as { message: { job_id: string; io_data_root: string } };
-      await writeFile(join(message.io_data_root, message.job_id, 'outputs', 'output'), OUTPUT);
-      const done = { message: { identity: '', job_id: message.job_id, message_type: 'DoneMessage' } };
-      await router.send([identity, JSON.stringify(done)]);
+/** Saturated: `jobs` jobs submitted by `concurrency` HTTP clients; jobs/s from the first submit to the last done. */
+export async function floorThroughput(floor: Floor, jobs: number, concurrency = 16, payload?: string): Promise<number> {
+  const done: Promise<number>[] = [];
+  let next = 0;
+  const start = performance.now();
+  const client = async (): Promise<void> => {
+    while (next < jobs) {
+      next++;
+      const { finished, submitted } = floor.submit(payload);
+      done.push(finished);
+      await submitted;
     }
-  } catch {
-    // closed while receiving or sending: the run is over
-  }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, client));
+  const ends = await Promise.all(done);
+  return jobs / ((Math.max(start, ...ends) - start) / 1000);
 }
 
 function post(port: number, agent: Agent, body: string, timeoutMs: number): Promise<void> {
@@ -254,23 +168,6 @@ function post(port: number, agent: Agent, body: string, timeoutMs: number): Prom
     req.on('error', reject);
     req.end(body);
   });
-}
-
-function redisOptions(url: string): ConnectionOptions {
-  const parsed = new URL(url);
-  return {
-    host: parsed.hostname || '127.0.0.1',
-    port: Number(parsed.port || 6379),
-    username: parsed.username ? decodeURIComponent(parsed.username) : undefined,
-    password: parsed.password ? decodeURIComponent(parsed.password) : undefined,
-    db: parsed.pathname.length > 1 ? Number(parsed.pathname.slice(1)) : 0,
-    maxRetriesPerRequest: null,
-  };
-}
-
-/** Closes a BullMQ client, or drops its connections when Redis does not answer in time. */
-async function shut(client: Queue | Worker): Promise<void> {
-  await withTimeout(client.close(), REDIS_TIMEOUT_MS, 'close').catch(() => client.disconnect());
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

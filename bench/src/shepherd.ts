@@ -1,15 +1,29 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import yaml from 'js-yaml';
 import { Redis } from 'ioredis';
 import { deleteKeys, freePort, tempDir, uniqueId, waitFor } from '@shepherd/testing';
+import { descendants, type ProcessKinds } from './procs';
 
 export const REPO = resolve(__dirname, '../..');
 /** Extra node flags for the gateway and workers, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+/** Where the gateway's and workers' output goes (warnings and crashes); kept after the run. */
+export const LOG_DIR = join(tmpdir(), 'shepherd-bench-logs');
 
-/** A real Shepherd: the gateway and worker processes, on a fresh Redis prefix and filesystem storage. */
+/** Where a LocalShepherd keeps jobs: the filesystem (default) or S3 in one of its layouts. */
+export type BenchStorage = { kind: 'filesystem' } | { kind: 's3'; url: string; layout: 'bucket-per-job' | 'single-bucket' };
+
+export interface LocalShepherdOptions {
+  /** Default the filesystem. */
+  storage?: BenchStorage;
+  /** Environment of the gateway and workers (the loop probe). Default this process's. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A real Shepherd: the gateway and worker processes, on a fresh Redis prefix and filesystem or S3 storage. */
 export class LocalShepherd {
   readonly dir = tempDir('shepherd-bench');
   readonly prefix = uniqueId('bench');
@@ -18,10 +32,12 @@ export class LocalShepherd {
   gateway?: ChildProcess;
   readonly workers = new Map<string, ChildProcess>();
   private readonly redis: Redis;
+  private stopped = false;
 
   constructor(
     private readonly redisUrl: string,
     readonly sheepIds: string[],
+    private readonly options: LocalShepherdOptions = {},
   ) {
     this.redis = new Redis(redisUrl);
   }
@@ -33,34 +49,54 @@ export class LocalShepherd {
     }
     sheep.copy = { type: 'bare', port: await freePort(), working_directory: join(REPO, 'bench/models') };
     const port = await freePort();
+    const storage = this.options.storage ?? { kind: 'filesystem' };
+    // Unset means the config schema's default prefetch, the one the targets are about.
+    const prefetch = process.env.BENCH_PREFETCH ? { prefetch: Number(process.env.BENCH_PREFETCH) } : {};
     writeFileSync(
       this.configPath,
       yaml.dump({
         data_root: join(this.dir, 'data'),
-        storage: { backend: 'filesystem', root: join(this.dir, 'storage') },
+        storage:
+          storage.kind === 's3'
+            ? { backend: 's3', url: storage.url, access_key: 'S3RVER', secret_key: 'S3RVER', layout: storage.layout, bucket: uniqueId('bench') }
+            : { backend: 'filesystem', root: join(this.dir, 'storage') },
         redis: { url: this.redisUrl, prefix: this.prefix },
         logging: { level: 'warn' },
         gateway: { host: '127.0.0.1', port, upload_limit: '2gb' },
-        worker: { heartbeat: '500ms', poll_interval: '500ms', prefetch: Number(process.env.BENCH_PREFETCH ?? 1) },
+        worker: { heartbeat: '500ms', poll_interval: '500ms', ...prefetch },
         sheep,
       }),
     );
     this.url = `http://127.0.0.1:${port}`;
-    this.gateway = spawn(process.execPath, [...NODE_ARGS, join(REPO, 'apps/gateway/dist/cli.js'), '-c', this.configPath], { stdio: 'ignore' });
+    this.gateway = spawn(process.execPath, [...NODE_ARGS, join(REPO, 'apps/gateway/dist/cli.js'), '-c', this.configPath], { stdio: this.logTo('gateway'), env: this.options.env });
     await waitFor(() => fetch(`${this.url}/status`).then((r) => r.ok, () => false), 30_000, 'the gateway');
   }
 
   async startWorker(sheepId: string): Promise<ChildProcess> {
-    const child = spawn(process.execPath, [...NODE_ARGS, join(REPO, 'apps/worker/dist/main.js'), '-c', this.configPath, '--sheep', sheepId], { stdio: 'ignore' });
+    const child = spawn(process.execPath, [...NODE_ARGS, join(REPO, 'apps/worker/dist/main.js'), '-c', this.configPath, '--sheep', sheepId], { stdio: this.logTo(`worker-${sheepId}`), env: this.options.env });
     this.workers.set(sheepId, child);
     await waitFor(async () => (await this.sheepState(sheepId)) !== null, 30_000, `worker ${sheepId}`);
     return child;
   }
 
+  /** stdio for a child: its stdout and stderr appended to LOG_DIR/<prefix>-<name>.log. */
+  private logTo(name: string): ['ignore', number, number] {
+    mkdirSync(LOG_DIR, { recursive: true });
+    const fd = openSync(join(LOG_DIR, `${this.prefix}-${name}.log`), 'a');
+    setImmediate(() => closeSync(fd)); // the child holds its own copy once spawned
+    return ['ignore', fd, fd];
+  }
+
+  /** The gateway, the workers and their runners (every descendant of a worker). */
+  processes(): ProcessKinds {
+    const workers = [...this.workers.values()].map((child) => child.pid).filter((pid): pid is number => pid !== undefined);
+    return { gateway: this.gateway?.pid ? [this.gateway.pid] : [], workers, runners: workers.flatMap(descendants) };
+  }
+
   async stopWorker(sheepId: string): Promise<void> {
     const child = this.workers.get(sheepId);
     this.workers.delete(sheepId);
-    if (!child || child.exitCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
     await exited;
@@ -93,7 +129,9 @@ export class LocalShepherd {
 
   async stop(): Promise<void> {
     for (const id of [...this.workers.keys()]) await this.stopWorker(id);
-    if (this.gateway && this.gateway.exitCode === null) {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.gateway && this.gateway.exitCode === null && this.gateway.signalCode === null) {
       const exited = new Promise((r) => this.gateway?.once('exit', r));
       this.gateway.kill('SIGTERM');
       await exited;
