@@ -86,7 +86,7 @@ async function take(
   from: JobSource,
   held: Model | null = null,
   busy = false,
-  withinMs = 1_000,
+  withinMs = 5_000, // generous: a loaded CI machine is slow to open a queue's first worker
 ): Promise<TakenJob | null> {
   const stop = new AbortController();
   const timer = setTimeout(() => stop.abort(), withinMs);
