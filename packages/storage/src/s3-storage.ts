@@ -27,7 +27,13 @@ interface Location {
  * bucket-per-job (`<jobId>/inputs/...`, the original's) or single-bucket
  * (`<bucket>/<jobId>/inputs/...`).
  */
+/** How long a job seen to exist is trusted to still exist (single-bucket writes skip their LIST). */
+const SEEN_JOB_TRUST_MS = 30_000;
+const SEEN_JOBS_MAX = 10_000;
+
 export class S3Storage implements JobStorage {
+  /** Jobs this process saw exist, and until when that is trusted (ms), oldest first. */
+  private readonly seenJobs = new Map<string, number>();
   readonly jobIdRule: JobIdRule;
   private readonly client: Client;
   private readonly agent: http.Agent;
@@ -100,12 +106,16 @@ export class S3Storage implements JobStorage {
       // Not atomic: two creates of one id at once may both pass. Ids are unique by design.
       if (await this.hasObjects(bucket, prefix)) throw new JobExistsError(jobId);
       await this.client.putObject(bucket, prefix + JOB_MARKER, Buffer.alloc(0), 0);
+      this.markSeen(jobId);
     });
   }
 
   async jobExists(jobId: string): Promise<boolean> {
     const { bucket, prefix } = this.locate(jobId);
-    return this.guard(() => (this.perJob ? this.client.bucketExists(bucket) : this.hasObjects(bucket, prefix)));
+    const exists = await this.guard(() => (this.perJob ? this.client.bucketExists(bucket) : this.hasObjects(bucket, prefix)));
+    if (exists) this.markSeen(jobId);
+    else this.seenJobs.delete(jobId);
+    return exists;
   }
 
   async putFile(jobId: string, folder: JobFolder, path: string, body: Readable, size?: number): Promise<void> {
@@ -131,8 +141,10 @@ export class S3Storage implements JobStorage {
     const key = prefix + relative;
     return this.guard(async () => {
       try {
-        const { size } = await this.client.statObject(bucket, key);
+        // The GET answers the size in its headers: no HEAD first (one request per file instead of two).
         const stream = await this.client.getObject(bucket, key);
+        const length = Number((stream as { headers?: Record<string, string | undefined> }).headers?.['content-length']);
+        const size = Number.isFinite(length) ? length : (await this.client.statObject(bucket, key)).size;
         return { stream, size };
       } catch (error) {
         throw await this.explainMissing(error, jobId, relative);
@@ -195,6 +207,7 @@ export class S3Storage implements JobStorage {
 
   async deleteJob(jobId: string): Promise<void> {
     const { bucket, prefix } = this.locate(jobId);
+    this.seenJobs.delete(jobId);
     return this.guard(async () => {
       try {
         await this.removeKeys(bucket, await this.listKeys(bucket, prefix));
@@ -241,8 +254,26 @@ export class S3Storage implements JobStorage {
     }
   }
 
+  /**
+   * A single-bucket job "exists" while it holds objects: a LIST before each
+   * write. A job this process saw exist a moment ago is taken on trust (a
+   * LIST per write was most of the S3 requests per job in the benchmark);
+   * a job deleted meanwhile by another process can get at most this long's
+   * writes.
+   */
   private async requireJob(jobId: string): Promise<void> {
+    const seen = this.seenJobs.get(jobId);
+    if (seen !== undefined && seen > Date.now()) return;
     if (!(await this.jobExists(jobId))) throw new JobNotFoundError(jobId);
+  }
+
+  private markSeen(jobId: string): void {
+    if (this.seenJobs.size >= SEEN_JOBS_MAX) {
+      const oldest = this.seenJobs.keys().next().value;
+      if (oldest !== undefined) this.seenJobs.delete(oldest);
+    }
+    this.seenJobs.delete(jobId);
+    this.seenJobs.set(jobId, Date.now() + SEEN_JOB_TRUST_MS);
   }
 
   /** Turns a not-found error into JobNotFoundError or FileNotFoundError (a HEAD answer has no body to tell which). */
