@@ -24,6 +24,8 @@ export interface HeldJob extends TakenJob {
   timedOut?: boolean;
   /** Set while the runner works on this job (not while it waits behind another). */
   inRunner?: boolean;
+  /** The job's record as this worker last read or wrote it: the next write starts from it without a read. */
+  lastRecord?: JobStatus;
 }
 
 /** How a run ended; settle.ts records it. */
@@ -151,12 +153,8 @@ export class JobRunner {
     const submitted = performance.now();
     const answer = runner.submit(live, jobId, staging.root);
     void answer.then(() => metrics.observe('runner', sheepId, (performance.now() - submitted) / 1000), () => undefined);
+    if (before) held.lastRecord ??= status ?? undefined;
     this.watch(held, answer, log);
-    if (before) {
-      // Written while the runner already works: off the job's critical path.
-      held.startedAt = new Date().toISOString();
-      held.processingWritten = this.markProcessing(held, log);
-    }
     return { answer };
   }
 
@@ -176,6 +174,12 @@ export class JobRunner {
     void before.then(() => {
       if (held.cancelled) return void this.stopFor(held, 'cancelled', log);
       held.inRunner = true;
+      if (!held.startedAt) {
+        // `processing` from when the runner starts it, not while it waits behind another job;
+        // written while the runner already works: off the job's critical path.
+        held.startedAt = new Date().toISOString();
+        held.processingWritten = this.markProcessing(held, held.lastRecord ?? null, log);
+      }
       const limit = held.data.timeoutMs;
       if (limit) {
         timer = setTimeout(() => {
@@ -205,12 +209,14 @@ export class JobRunner {
     if (stopped) log.warn({ reason, ms: Math.round(performance.now() - started) }, 'runner stopped for the job');
   }
 
-  private async markProcessing(held: HeldJob, log: Logger): Promise<TransitionResult | null> {
+  /** `current`: the record read at the take, so the write needs no read of its own. */
+  private async markProcessing(held: HeldJob, current: JobStatus | null, log: Logger): Promise<TransitionResult | null> {
     const { jobId, model, enqueuedAt } = held.data;
     const record = jobStatus.processing({ model, enqueuedAt, startedAt: held.startedAt, sheepId: this.options.sheepId });
     try {
       // `processing` too: a job taken up again after its worker died.
-      const result = await this.options.statuses.transition(jobId, record, { from: ['queued', 'accepted', 'processing'] });
+      const result = await this.options.statuses.transition(jobId, record, { from: ['queued', 'accepted', 'processing'], known: current });
+      if (result.written) held.lastRecord = result.status;
       if (!result.written) log.warn({ reason: result.reason }, 'processing not recorded');
       return result;
     } catch (error) {

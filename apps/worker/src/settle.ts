@@ -103,7 +103,7 @@ export class Settler {
 
   private async done(held: HeldJob, log: Logger): Promise<Settled> {
     const { jobId, model } = held.data;
-    const written = await this.write(jobId, jobStatus.done(this.life(held)), { from: ENDED_FROM }, log);
+    const written = await this.write(jobId, jobStatus.done(this.life(held)), { from: ENDED_FROM, ...known(held) }, log);
     if ('error' in written) return this.countedHandBack(held, `could not record the job as done: ${written.error.message}`, log);
     if (!written.written) {
       if (written.current && isFinished(written.current)) return this.mirror(held, written.current, log);
@@ -138,7 +138,7 @@ export class Settler {
     const { jobId, model } = held.data;
     log.warn({ error: details.message }, 'job failed');
     const record = jobStatus.failed(this.life(held), details);
-    const written = await this.write(jobId, record, { from: ENDED_FROM, redisIfNoStorage: how.dataGone }, log);
+    const written = await this.write(jobId, record, { from: ENDED_FROM, redisIfNoStorage: how.dataGone, ...known(held) }, log);
     if ('error' in written && !how.final) {
       return this.countedHandBack(held, `could not record the failure (${details.message}): ${written.error.message}`, log);
     }
@@ -238,4 +238,9 @@ export class Settler {
   private life(held: HeldJob): JobLife {
     return { model: held.data.model, enqueuedAt: held.data.enqueuedAt, startedAt: held.startedAt ?? null, sheepId: this.options.sheepId };
   }
+}
+
+/** What this worker wrote last for the job, when it wrote anything: the final write skips its read. */
+function known(held: HeldJob): Pick<TransitionOptions, 'known'> {
+  return held.lastRecord ? { known: held.lastRecord } : {};
 }

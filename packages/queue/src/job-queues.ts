@@ -80,17 +80,19 @@ export class JobQueues {
   /** Adds the job with its job id as BullMQ's id: adding the same id twice keeps one job. */
   async add(data: JobData): Promise<void> {
     const name = this.queueName(data);
-    // Sent before the add on the same connection, so Redis applies it first;
-    // not awaited, to save a round trip (if Redis is down the add fails too).
-    if (!data.sheepId) this.connection.sadd(this.keys.modelQueues, name).catch(() => undefined);
-    await this.onQueue(name, (queue) =>
-      queue.add('job', data, {
+    await this.onQueue(name, (queue) => {
+      // Sent once the connection is ready and before the add on the same
+      // connection, so Redis applies it first: a job on a queue no sheep
+      // knows of would wait for ever. Not awaited, to save a round trip (if
+      // the connection drops now, the add fails too and the client retries).
+      if (!data.sheepId) this.connection.sadd(this.keys.modelQueues, name).catch(() => undefined);
+      return queue.add('job', data, {
         jobId: queueJobId(data.jobId),
         priority: bullPriority(data.priority),
         removeOnComplete: KEEP_COMPLETED,
         removeOnFail: KEEP_FAILED,
-      }),
-    );
+      });
+    });
     // Not awaited: a lost wake-up costs only the sheep's fallback poll interval.
     this.connection.publish(this.keys.workChannel, name).catch(() => undefined);
   }

@@ -15,7 +15,10 @@ import { viaRedis, type RedisClient } from './redis';
 /** How long Redis keeps a status; the record in storage is kept for good. */
 export const STATUS_CACHE_SECONDS = 7 * 24 * 3600;
 
-export type TransitionResult = { written: true; durable: boolean } | { written: false; current: JobStatus | null; reason: string };
+export type TransitionResult =
+  /** `status`: the record written (with what it kept from the one before). */
+  | { written: true; durable: boolean; status: JobStatus }
+  | { written: false; current: JobStatus | null; reason: string };
 
 export type ClaimResult =
   | { kind: 'claimed'; tookOver: boolean }
@@ -33,6 +36,12 @@ export interface TransitionOptions {
    * must still say so.
    */
   redisIfNoStorage?: boolean;
+  /**
+   * The current record as the caller knows it (what it read or wrote a
+   * moment ago): the transition skips its own read. The atomic check in
+   * Redis still guards against a change the caller missed.
+   */
+  known?: JobStatus | null;
 }
 
 // Sets the status only if the current one may move to it, announces it on
@@ -153,10 +162,13 @@ export class StatusStore {
    * transition writes nothing and says why.
    */
   async transition(jobId: string, next: JobStatus, options: TransitionOptions = {}): Promise<TransitionResult> {
-    const current = await this.read(jobId).catch((error: unknown) => {
-      if (options.redisIfNoStorage && storageLost(error)) return null;
-      throw error;
-    });
+    const current =
+      options.known !== undefined
+        ? options.known
+        : await this.read(jobId).catch((error: unknown) => {
+            if (options.redisIfNoStorage && storageLost(error)) return null;
+            throw error;
+          });
     // What the submit set (token, webhook) sticks to the job whoever writes next.
     next = withSticky(current, next);
     const refusal = this.refusal(current, next.status, options.from);
@@ -173,7 +185,7 @@ export class StatusStore {
       this.leftWaiting(jobId, next);
       await this.indexFinished(jobId, next);
       this.announce(jobId, raced.eventId, 'status', current, next);
-      return { written: true, durable };
+      return { written: true, durable, status: next };
     }
     // Another writer moved the job between the check and here: its record wins.
     const winner = JobStatusSchema.parse(JSON.parse(raced.current));
@@ -235,16 +247,19 @@ export class StatusStore {
    * The submit's commit: the job is on its queue, so `accepted` becomes
    * `queued` (unless a worker already moved it on) and the claim is closed.
    */
-  async commitClaim(jobId: string, queued: JobStatus): Promise<TransitionResult> {
+  async commitClaim(jobId: string, queued: JobStatus, options: { complete?: boolean } = {}): Promise<TransitionResult> {
     // The claim's record holds what the submit set (token, webhook): the reconciler's record keeps it.
-    const claimed = await viaRedis(() => this.redis.get(this.keys.status(jobId)));
-    if (claimed) queued = withSticky(JobStatusSchema.parse(JSON.parse(claimed)), queued);
+    // The submit itself builds a complete record (`complete`) and saves the read.
+    if (!options.complete) {
+      const claimed = await viaRedis(() => this.redis.get(this.keys.status(jobId)));
+      if (claimed) queued = withSticky(JobStatusSchema.parse(JSON.parse(claimed)), queued);
+    }
     const raced = await this.cas(jobId, queued, ['accepted'], true);
     // Written or not, the claim is closed: its job is past `accepted`.
     await this.closePending(jobId).catch(() => undefined);
     if (raced.written) {
       this.announce(jobId, raced.eventId, 'status', null, queued);
-      return { written: true, durable: true };
+      return { written: true, durable: true, status: queued };
     }
     const current = JobStatusSchema.parse(JSON.parse(raced.current));
     return { written: false, current, reason: `the job is ${current.status} already` };

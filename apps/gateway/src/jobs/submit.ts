@@ -88,7 +88,7 @@ export class Submitter {
     const queued = jobStatus.queued({ model: data.model, enqueuedAt: data.enqueuedAt, owner, webhook });
     // The job is committed: whatever happens now, it runs. If Redis is away
     // here, the claim lapses and the reconciler records `queued` later.
-    await this.statuses.commitClaim(jobId, queued).catch((error: unknown) => {
+    await this.statuses.commitClaim(jobId, queued, { complete: true }).catch((error: unknown) => {
       this.logger.warn({ jobId, err: error }, 'job queued, but its status could not be recorded yet; the reconciler will');
     });
     await this.awaitReplicas(jobId);
