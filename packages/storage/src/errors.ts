@@ -54,3 +54,11 @@ export class FileConflictError extends Error {
     this.name = 'FileConflictError';
   }
 }
+
+/** The storage cannot take a file of unknown size (an S3 server without multipart upload). The gateway answers 411. */
+export class SizeRequiredError extends Error {
+  constructor() {
+    super('This storage cannot take an upload of unknown size: send a Content-Length');
+    this.name = 'SizeRequiredError';
+  }
+}

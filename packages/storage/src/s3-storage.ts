@@ -4,7 +4,7 @@ import * as https from 'node:https';
 import type { Readable } from 'node:stream';
 import { Client } from 'minio';
 import type { JobIdRule, JobStatus } from '@shepherd/contracts';
-import { FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailableError } from './errors';
+import { FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailableError, SizeRequiredError } from './errors';
 import type { JobFolder, JobStorage, StoredFile } from './job-storage';
 import type { S3StorageOptions } from './options';
 import { safeJobId, safeRelativePath } from './paths';
@@ -127,7 +127,10 @@ export class S3Storage implements JobStorage {
       // it. A file under that goes in one PUT, so a failing source uploads nothing; without
       // `size` minio goes multipart, which s3rver lacks.
       const put = this.client.putObject(bucket, key, body, size).catch((error) => {
-        throw codeOf(error) === 'NoSuchBucket' ? new JobNotFoundError(jobId) : error;
+        if (codeOf(error) === 'NoSuchBucket') throw new JobNotFoundError(jobId);
+        // An unknown size goes multipart; a server without it (s3rver) says NotImplemented.
+        if (codeOf(error) === 'NotImplemented' && size === undefined) throw new SizeRequiredError();
+        throw error;
       });
       // minio waits forever on a source destroyed before its end (a client
       // that gave up mid-upload): a broken source fails the put at once.

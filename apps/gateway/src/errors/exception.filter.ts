@@ -7,6 +7,7 @@ import {
   InvalidPathError,
   JobExistsError,
   JobNotFoundError,
+  SizeRequiredError,
   StorageUnavailableError,
 } from '@shepherd/storage';
 import { ApiError } from './api-errors';
@@ -46,6 +47,7 @@ export class ExceptionsFilter implements ExceptionFilter {
     if (error instanceof JobNotFoundError || error instanceof FileNotFoundError) return { status: 404, message: error.message };
     if (error instanceof JobExistsError || error instanceof FileConflictError) return { status: 409, message: error.message };
     if (error instanceof InvalidPathError) return { status: 400, message: error.message };
+    if (error instanceof SizeRequiredError) return { status: 411, message: error.message };
     if (error instanceof HttpException) return { status: error.getStatus(), message: error.message };
     const bodyError = error as { type?: string; status?: number; limit?: number; message?: string };
     if (bodyError?.type === 'entity.parse.failed') return { status: 400, message: `Malformed JSON body: ${bodyError.message}` };

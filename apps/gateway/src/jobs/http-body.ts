@@ -34,7 +34,8 @@ function asClientError(error: unknown): unknown {
 /** Declared size of the body, refused at once when it is over the limit. */
 export function declaredSize(req: Request, limit: number): number | undefined {
   const header = req.headers['content-length'];
-  if (header === undefined) return undefined;
+  // Neither a length nor chunks: HTTP/1.1 says the body is empty.
+  if (header === undefined) return req.headers['transfer-encoding'] === undefined ? 0 : undefined;
   const size = Number(header);
   if (size > limit) throw tooLarge(`Upload of ${size} bytes is larger than the limit of ${limit} bytes`);
   return Number.isFinite(size) ? size : undefined;

@@ -132,6 +132,7 @@ export class JobsController {
     201: { description: 'Stored', json: 'Uploaded' },
     400: 'A job id the storage rule refuses, an invalid path, or a body shorter than its Content-Length',
     409: 'The job was started already: its inputs can no longer change',
+    411: 'No Content-Length, and the storage cannot take a file of unknown size (an S3 server without multipart upload)',
     413: 'File over `gateway.upload_limit`',
   })
   async upload(@Param('id') jobId: string, @Param('path') path: string | string[], @Req() req: Request): Promise<{ success: true; file: string }> {
