@@ -69,8 +69,8 @@ return {1, id}
 `;
 
 // Records a runner's progress on a processing job: in its status, on the
-// channel and in its event stream. Returns the event id, or false when the
-// job is not processing. KEYS: status, events. ARGV: progress, message
+// channel and in its event stream. Returns {event id, record}, or false when
+// the job is not processing. KEYS: status, events. ARGV: progress, message
 // ('' for none), ttl s, channel, job id, max events.
 const PROGRESS = `
 local cur = redis.call('GET', KEYS[1])
@@ -84,7 +84,7 @@ redis.call('SET', KEYS[1], json, 'KEEPTTL')
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'progress', 'status', json)
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], '{"jobId":' .. cjson.encode(ARGV[5]) .. ',"id":"' .. id .. '","type":"progress","status":' .. json .. '}')
-return id
+return {id, json}
 `;
 
 // KEYS: status, lease. ARGV: accepted json, token, lease ms, ttl s.
@@ -363,7 +363,7 @@ export class StatusStore {
    * the final status supersedes it). False when the job is not processing.
    */
   async progress(jobId: string, progress: number, message: string | null): Promise<boolean> {
-    const id = await viaRedis(() =>
+    const reply = await viaRedis(() =>
       this.redis.eval(
         PROGRESS,
         2,
@@ -377,10 +377,12 @@ export class StatusStore {
         MAX_EVENTS,
       ),
     );
-    if (typeof id !== 'string') return false;
+    if (!Array.isArray(reply)) return false;
+    const [id, json] = reply as [string, string];
+    // The script hands back the record it wrote: observers need no read of their own.
     if (this.observers.length) {
-      const status = await this.read(jobId).catch(() => null);
-      if (status) this.announce(jobId, id, 'progress', status, status);
+      const status = JobStatusSchema.safeParse(JSON.parse(json));
+      if (status.success) this.announce(jobId, id, 'progress', status.data, status.data);
     }
     return true;
   }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { loggedProcesses } from './logged-processes';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import yaml from 'js-yaml';
@@ -19,7 +20,8 @@ const NODES = 6;
  */
 describe('Redis Cluster', () => {
   const dir = tempDir('shepherd-cluster');
-  const children = new Set<ChildProcess>();
+  const processes = loggedProcesses(dir);
+  const start = processes.start;
   const nodes = new Map<number, ChildProcess>();
   const ports: Record<string, number> = {};
   let redisPorts: number[] = [];
@@ -27,14 +29,6 @@ describe('Redis Cluster', () => {
   /** Stops the clients of a test that failed, so the run ends. */
   const halt = new AbortController();
 
-  function start(name: string, command: string, args: string[]): ChildProcess {
-    const fd = openSync(join(dir, `${name}.log`), 'a');
-    const child = spawn(command, args, { stdio: ['ignore', fd, fd], env: { ...process.env } });
-    closeSync(fd);
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    return child;
-  }
 
   /** One command to one node; null when it does not answer. */
   async function ask(port: number, ...args: string[]): Promise<unknown> {
@@ -116,15 +110,7 @@ describe('Redis Cluster', () => {
 
   afterAll(async () => {
     halt.abort();
-    await Promise.all(
-      [...children].map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            child.once('exit', () => resolve());
-            child.kill('SIGKILL');
-          }),
-      ),
-    );
+    await processes.killAll();
   });
 
   type Job = { jobId: string; version: string; payload: string };

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { loggedProcesses } from './logged-processes';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import yaml from 'js-yaml';
@@ -16,19 +17,12 @@ import { GATEWAY_CLI, MODELS, RUNNER_CLI, WORKER_MAIN } from './harness';
  */
 describe('Redis Sentinel', () => {
   const dir = tempDir('shepherd-sentinel');
-  const children = new Set<ChildProcess>();
+  const processes = loggedProcesses(dir);
+  const start = processes.start;
   const ports: Record<string, number> = {};
   let master: ChildProcess;
   let url = '';
 
-  function start(name: string, command: string, args: string[]): ChildProcess {
-    const fd = openSync(join(dir, `${name}.log`), 'a');
-    const child = spawn(command, args, { stdio: ['ignore', fd, fd], env: { ...process.env } });
-    closeSync(fd);
-    children.add(child);
-    child.once('exit', () => children.delete(child));
-    return child;
-  }
 
   function startRedis(name: string, port: number, extra: string[] = []): ChildProcess {
     mkdirSync(join(dir, name), { recursive: true });
@@ -105,15 +99,7 @@ describe('Redis Sentinel', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(
-      [...children].map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            child.once('exit', () => resolve());
-            child.kill('SIGKILL');
-          }),
-      ),
-    );
+    await processes.killAll();
   });
 
   it('keeps every accepted job through a failover of the master', async () => {
