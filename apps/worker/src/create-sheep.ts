@@ -84,6 +84,6 @@ export function createSheepWorker(deps: SheepWorkerDeps): SheepWorker {
   });
   const jobs = new JobRunner({ sheepId, runner, staging, statuses, metrics, maxAttempts: config.worker.maxAttempts, stopping: stopping.signal, log });
   const held = new HeldJobs({ sheepId, redis, keys, queues, lockDurationMs: config.worker.lockDurationMs, log });
-  const worker = new SheepWorker({ sheepId, worker: config.worker, host, runner, staging, source, jobs, settler, held, registry, signal, cancels, stopping, log, heartbeatFile: deps.heartbeatFile });
+  const worker = new SheepWorker({ sheepId, worker: config.worker, host, runner, staging, source, jobs, settler, held, registry, signal, cancels, metrics, stopping, log, heartbeatFile: deps.heartbeatFile });
   return worker;
 }

@@ -214,8 +214,8 @@ export class JobRunner {
     const { jobId, model, enqueuedAt } = held.data;
     const record = jobStatus.processing({ model, enqueuedAt, startedAt: held.startedAt, sheepId: this.options.sheepId });
     try {
-      // `processing` too: a job taken up again after its worker died.
-      const result = await this.options.statuses.transition(jobId, record, { from: ['queued', 'accepted', 'processing'], known: current });
+      // `processing` too: a job taken up again after its worker died. In Redis only (see TransitionOptions.durable).
+      const result = await this.options.statuses.transition(jobId, record, { from: ['queued', 'accepted', 'processing'], known: current, durable: false });
       if (result.written) held.lastRecord = result.status;
       if (!result.written) log.warn({ reason: result.reason }, 'processing not recorded');
       return result;

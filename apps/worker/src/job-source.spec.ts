@@ -100,6 +100,24 @@ async function take(
 const idOf = (taken: TakenJob | null): string | null => taken?.data.jobId ?? null;
 
 describe('JobSource', () => {
+  it('looks at its own queue again at once when a pinned job is announced, and every poll interval when none is', async () => {
+    const jobs = source({ pollIntervalMs: 400 });
+    await add('a1', A);
+    expect(idOf(await take(jobs, A))).toBe('a1'); // its own queue was found empty
+    await add('pinned', B, 'me'); // announced on the work channel
+    await add('a2', A);
+    await add('a3', A);
+    expect(idOf(await take(jobs, A))).toBe('pinned');
+    expect(idOf(await take(jobs, A))).toBe('a2'); // its own queue found empty again
+    // Added without the announcement (a wake-up lost): found within the poll interval, not at once.
+    const own = sheepQueueName('me');
+    await s.queues.queue(own).add('job', { jobId: 'quiet', model: B, enqueuedAt: new Date().toISOString(), sheepId: 'me' }, { jobId: 'quiet', priority: 1 });
+    expect(idOf(await take(jobs, A))).toBe('a3');
+    const started = Date.now();
+    expect(idOf(await take(jobs, A))).toBe('quiet');
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
   it('takes a job pinned to its sheep first, then one of the model it holds', async () => {
     const jobs = source();
     await add('other-model', B);

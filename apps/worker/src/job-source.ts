@@ -72,6 +72,8 @@ export interface JobSourceOptions {
  */
 export class JobSource {
   private readonly workers = new Map<string, Worker<JobData>>();
+  /** When the sheep's own queue was last found empty; 0: look. */
+  private ownQueueEmptyAt = 0;
 
   constructor(private readonly options: JobSourceOptions) {}
 
@@ -90,20 +92,36 @@ export class JobSource {
 
   private async tryTake(heldModel: Model | null, busy: boolean): Promise<TakenJob | null> {
     const only = this.options.onlyModel;
-    if (only) return this.takeFrom([sheepQueueName(this.options.sheepId), modelQueueName(only)]);
+    const own = this.ownQueue();
+    if (only) return this.takeFrom([...own, modelQueueName(only)]);
     const held = heldModel ? modelQueueName(heldModel) : undefined;
     // The cheap, usual case first: a pinned job or one of the model in hand.
-    const first = await this.takeFrom([sheepQueueName(this.options.sheepId), ...(held ? [held] : [])]);
+    const first = await this.takeFrom([...own, ...(held ? [held] : [])]);
     if (first || busy) return first;
     return this.takeFrom(await this.otherQueues(heldModel));
   }
 
+  /**
+   * The sheep's own queue, unless it was found empty and nothing was added
+   * to it since (pinned jobs are rare: a take per job saved). A wake-up lost
+   * on the way is covered by looking again every poll interval.
+   */
+  private ownQueue(): string[] {
+    const name = sheepQueueName(this.options.sheepId);
+    const since = this.ownQueueEmptyAt;
+    if (since > 0 && this.options.signal.wokenAt(name) < since && Date.now() - since < this.options.pollIntervalMs) return [];
+    return [name];
+  }
+
   private async takeFrom(names: string[]): Promise<TakenJob | null> {
+    const own = sheepQueueName(this.options.sheepId);
     for (const name of names) {
       // An invalid job is settled here and the same queue is asked again.
       for (;;) {
         const token = `${this.options.sheepId}:${randomUUID()}`;
+        const asked = Date.now();
         const job = (await this.worker(name).getNextJob(token, { block: false })) as Job | undefined;
+        if (name === own) this.ownQueueEmptyAt = job ? 0 : asked;
         if (!job) break;
         const checked = this.check(job, token, name);
         if ('data' in checked) return checked;

@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from '@shepherd/config';
 import type { Model, SheepState } from '@shepherd/contracts';
-import type { CancelSignal, SheepRegistry, WorkSignal } from '@shepherd/queue';
+import type { CancelSignal, MetricsStore, SheepRegistry, WorkSignal } from '@shepherd/queue';
 import type { HeldJobs } from './held-jobs';
 import type { HeldJob, JobRunner, Outcome } from './job-run';
 import type { JobSource, TakenJob } from './job-source';
@@ -25,6 +25,8 @@ export interface SheepParts {
   registry: SheepRegistry;
   signal: WorkSignal;
   cancels: CancelSignal;
+  /** Flushed last when the worker stops: its increments gather in memory. */
+  metrics?: MetricsStore;
   /** Aborted by stop(); the JobRunner watches the same one. */
   stopping: AbortController;
   log: Logger;
@@ -115,6 +117,7 @@ export class SheepWorker {
     await runner.stop();
     await allSettled();
     await source.close();
+    await this.parts.metrics?.flush();
     await registry.remove(sheepId).catch(() => undefined);
   }
 

@@ -10,6 +10,7 @@ import {
 } from '@shepherd/contracts';
 import { JobNotFoundError, StorageUnavailableError, type JobStorage } from '@shepherd/storage';
 import type { RedisKeys } from './keys';
+import { LuaScript } from './lua-script';
 import { viaRedis, type RedisClient } from './redis';
 
 /** How long Redis keeps a status; the record in storage is kept for good. */
@@ -42,6 +43,14 @@ export interface TransitionOptions {
    * Redis still guards against a change the caller missed.
    */
   known?: JobStatus | null;
+  /**
+   * False: Redis only, no storage write. For `processing`: storage keeps the
+   * records a lost Redis needs (`queued`, so the job is known and runs; the
+   * final one, so its end is kept); while a job runs, Redis is its live
+   * record, and a Redis that loses it shows the job `queued` until it ends.
+   * One storage write less per job (a PUT on S3).
+   */
+  durable?: boolean;
 }
 
 // Sets the status only if the current one may move to it, announces it on
@@ -51,7 +60,7 @@ export interface TransitionOptions {
 // ARGV: json, allowed states ",a,b,", ttl s, channel, job id, max events.
 // Every key is the job's (one hash slot); the pending-claim entry is
 // removed by a separate command after it.
-const TRANSITION = `
+const TRANSITION = new LuaScript(`
 local cur = redis.call('GET', KEYS[1])
 local refused = false
 if cur then
@@ -66,13 +75,13 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'sta
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], '{"jobId":' .. cjson.encode(ARGV[5]) .. ',"id":"' .. id .. '","type":"status","status":' .. ARGV[1] .. '}')
 return {1, id}
-`;
+`);
 
 // Records a runner's progress on a processing job: in its status, on the
 // channel and in its event stream. Returns {event id, record}, or false when
 // the job is not processing. KEYS: status, events. ARGV: progress, message
 // ('' for none), ttl s, channel, job id, max events.
-const PROGRESS = `
+const PROGRESS = new LuaScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur then return false end
 local ok, status = pcall(cjson.decode, cur)
@@ -85,10 +94,10 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'type', 'pro
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], '{"jobId":' .. cjson.encode(ARGV[5]) .. ',"id":"' .. id .. '","type":"progress","status":' .. json .. '}')
 return {id, json}
-`;
+`);
 
 // KEYS: status, lease. ARGV: accepted json, token, lease ms, ttl s.
-const CLAIM = `
+const CLAIM = new LuaScript(`
 local cur = redis.call('GET', KEYS[1])
 local took = 0
 if cur then
@@ -100,21 +109,21 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return {'claimed', tostring(took)}
-`;
+`);
 
 // KEYS: lease. ARGV: token, lease ms. 1 when the lease is still ours.
-const RENEW = `
+const RENEW = new LuaScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
-`;
+`);
 
 // Gives back a claim that never became a job, unless another submit holds
 // its lease now. KEYS: status, lease. ARGV: token ('' = only while no
 // lease is held: the reconciler).
-const RELEASE = `
+const RELEASE = new LuaScript(`
 local lease = redis.call('GET', KEYS[2])
 if lease and lease ~= ARGV[1] then return 0 end
 local cur = redis.call('GET', KEYS[1])
@@ -124,7 +133,7 @@ if cur then
 end
 redis.call('DEL', KEYS[2])
 return 1
-`;
+`);
 
 /**
  * Job status: durable in storage (`job_status.json`), cached in Redis for
@@ -173,9 +182,9 @@ export class StatusStore {
     next = withSticky(current, next);
     const refusal = this.refusal(current, next.status, options.from);
     if (refusal) return { written: false, current, reason: refusal };
-    let durable = true;
+    let durable = options.durable ?? true;
     try {
-      await this.storage.writeStatus(jobId, next);
+      if (durable) await this.storage.writeStatus(jobId, next);
     } catch (error) {
       if (!(options.redisIfNoStorage && storageLost(error))) throw error;
       durable = false;
@@ -209,13 +218,18 @@ export class StatusStore {
    * `accepted` is dropped (here, or by the reconciler if this dies).
    */
   async claim(jobId: string, accepted: JobStatus, token: string, leaseMs: number, queue: string): Promise<ClaimResult> {
-    await viaRedis(() =>
-      Promise.all([this.redis.zadd(this.keys.pendingSubmits, Date.now(), jobId), this.redis.hset(this.keys.pendingQueues, jobId, queue)]),
-    );
-    const reply = (await viaRedis(() =>
-      this.redis.eval(CLAIM, 2, this.keys.status(jobId), this.keys.submitLease(jobId), JSON.stringify(accepted), token, leaseMs, STATUS_CACHE_SECONDS),
-    )) as [string, string];
-    const [kind, value] = reply;
+    const entry = () => Promise.all([this.redis.zadd(this.keys.pendingSubmits, Date.now(), jobId), this.redis.hset(this.keys.pendingQueues, jobId, queue)]);
+    const take = () =>
+      CLAIM.run(this.redis, [this.keys.status(jobId), this.keys.submitLease(jobId)], [JSON.stringify(accepted), token, leaseMs, STATUS_CACHE_SECONDS]);
+    // One connection applies commands in the order sent, so the entry lands
+    // first without waiting for its reply; on a cluster the keys may live on
+    // other nodes, and the entry is awaited before the claim.
+    const reply = await viaRedis(async () => {
+      if (!this.keys.cluster) return (await Promise.all([entry(), take()]))[1];
+      await entry();
+      return take();
+    });
+    const [kind, value] = reply as [string, string];
     if (kind === 'busy') return { kind: 'busy' };
     if (kind === 'exists') {
       await this.closePending(jobId).catch(() => undefined);
@@ -231,13 +245,13 @@ export class StatusStore {
 
   /** Keeps a claim's lease alive; false when it was lost. */
   async renewClaim(jobId: string, token: string, leaseMs: number): Promise<boolean> {
-    const kept = await viaRedis(() => this.redis.eval(RENEW, 1, this.keys.submitLease(jobId), token, leaseMs));
+    const kept = await viaRedis(() => RENEW.run(this.redis, [this.keys.submitLease(jobId)], [token, leaseMs]));
     return kept === 1;
   }
 
   /** Gives back a claim that did not become a job (`token` '': only a lapsed one, for the reconciler). False when another submit holds it. */
   async releaseClaim(jobId: string, token: string): Promise<boolean> {
-    const released = await viaRedis(() => this.redis.eval(RELEASE, 2, this.keys.status(jobId), this.keys.submitLease(jobId), token));
+    const released = await viaRedis(() => RELEASE.run(this.redis, [this.keys.status(jobId), this.keys.submitLease(jobId)], [token]));
     if (released !== 1) return false;
     await this.closePending(jobId);
     return true;
@@ -254,9 +268,12 @@ export class StatusStore {
       const claimed = await viaRedis(() => this.redis.get(this.keys.status(jobId)));
       if (claimed) queued = withSticky(JobStatusSchema.parse(JSON.parse(claimed)), queued);
     }
-    const raced = await this.cas(jobId, queued, ['accepted'], true);
-    // Written or not, the claim is closed: its job is past `accepted`.
-    await this.closePending(jobId).catch(() => undefined);
+    // Written or not, the claim is closed: its job is past `accepted`. Sent
+    // behind the script on one connection without waiting for it (on a
+    // cluster, after its reply).
+    const cas = this.cas(jobId, queued, ['accepted'], true);
+    const close = () => this.closePending(jobId).catch(() => undefined);
+    const [raced] = this.keys.cluster ? [await cas, await close()] : await Promise.all([cas, close()]);
     if (raced.written) {
       this.announce(jobId, raced.eventId, 'status', null, queued);
       return { written: true, durable: true, status: queued };
@@ -341,7 +358,7 @@ export class StatusStore {
     if (closeClaim) keys.push(this.keys.submitLease(jobId));
     const json = JSON.stringify(next);
     const [written, value] = (await viaRedis(() =>
-      this.redis.eval(TRANSITION, keys.length, ...keys, json, `,${allowed.join(',')},`, STATUS_CACHE_SECONDS, this.keys.statusChannel, jobId, MAX_EVENTS),
+      TRANSITION.run(this.redis, keys, [json, `,${allowed.join(',')},`, STATUS_CACHE_SECONDS, this.keys.statusChannel, jobId, MAX_EVENTS]),
     )) as [number, string | null];
     return written === 1 ? { written: true, eventId: value ?? '' } : { written: false, current: value ?? 'null' };
   }
@@ -364,17 +381,10 @@ export class StatusStore {
    */
   async progress(jobId: string, progress: number, message: string | null): Promise<boolean> {
     const reply = await viaRedis(() =>
-      this.redis.eval(
-        PROGRESS,
-        2,
-        this.keys.status(jobId),
-        this.keys.events(jobId),
-        String(Math.min(1, Math.max(0, progress))),
-        message ?? '',
-        STATUS_CACHE_SECONDS,
-        this.keys.statusChannel,
-        jobId,
-        MAX_EVENTS,
+      PROGRESS.run(
+        this.redis,
+        [this.keys.status(jobId), this.keys.events(jobId)],
+        [String(Math.min(1, Math.max(0, progress))), message ?? '', STATUS_CACHE_SECONDS, this.keys.statusChannel, jobId, MAX_EVENTS],
       ),
     );
     if (!Array.isArray(reply)) return false;

@@ -8,14 +8,23 @@ import type { RedisClient } from './redis';
  */
 export class WorkSignal {
   private waiters = new Set<() => void>();
+  /** When each queue was last named by a wake-up (the gateway publishes the queue it added to). */
+  private readonly lastWake = new Map<string, number>();
 
   constructor(
     private readonly subscriber: RedisClient,
     private readonly keys: RedisKeys,
   ) {
-    subscriber.on('message', (channel: string) => {
-      if (channel === keys.workChannel) this.wakeAll();
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== keys.workChannel) return;
+      this.lastWake.set(message, Date.now());
+      this.wakeAll();
     });
+  }
+
+  /** When `queue` was last named by a wake-up (0: never, as far as this process heard). */
+  wokenAt(queue: string): number {
+    return this.lastWake.get(queue) ?? 0;
   }
 
   async start(): Promise<void> {

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { modelQueueName, sheepQueueName, type JobStatus } from '@shepherd/contracts';
 import { createStorage, type JobStorage } from '@shepherd/storage';
 import { deleteKeys, REDIS_URL, tempDir, uniqueId, waitFor } from '@shepherd/testing';
-import { createRedis, JobQueues, RedisKeys, SheepRegistry, StatusEvents, StatusStore, whenReady } from '../src';
+import { createRedis, JobQueues, MetricsStore, RedisKeys, SheepRegistry, StatusEvents, StatusStore, whenReady } from '../src';
 
 const model = { name: 'm', version: '1' };
 
@@ -40,6 +40,40 @@ describe('the Redis side', () => {
     await redis.del(keys.status(jobId));
     expect(await statuses.read(jobId)).toEqual(status);
     expect(await redis.get(keys.status(jobId))).not.toBeNull(); // cached again
+  });
+
+  it('records a non-durable transition (processing) in Redis only; the durable record stays as it was', async () => {
+    const jobId = uniqueId('job');
+    await storage.createJob(jobId);
+    const queued: JobStatus = { status: 'queued', model, enqueued_at: new Date().toISOString() };
+    await statuses.write(jobId, queued);
+    const processing: JobStatus = { ...queued, status: 'processing', processing_started_at: new Date().toISOString(), sheep_id: 's1' };
+    expect(await statuses.transition(jobId, processing, { durable: false })).toMatchObject({ written: true, durable: false });
+    expect(await statuses.read(jobId)).toEqual(processing);
+    expect(await storage.readStatus(jobId)).toEqual(queued);
+    // The end is durable again, and the state machine saw `processing` in Redis.
+    const done: JobStatus = { ...processing, status: 'done', finished_at: new Date().toISOString() };
+    expect(await statuses.transition(jobId, done, { from: ['processing'] })).toMatchObject({ written: true, durable: true });
+    expect(await storage.readStatus(jobId)).toEqual(done);
+  });
+
+  it('gathers metric increments in memory and writes them in one flush', async () => {
+    const metrics = new MetricsStore(redis, keys);
+    metrics.observe('runner', 's1', 0.02);
+    metrics.observe('runner', 's1', 3);
+    metrics.jobFinished('s1', model, 'done');
+    metrics.jobFinished('s1', model, 'done');
+    metrics.modelLoaded('s1');
+    expect(await redis.exists(keys.stageMetrics, keys.finishedMetrics, keys.modelLoadMetrics)).toBe(0); // not yet written
+    await metrics.flush();
+    expect(await metrics.finished()).toEqual([{ sheep: 's1', model: 'm:1', status: 'done', count: 2 }]);
+    expect(await metrics.modelLoads()).toEqual({ s1: 1 });
+    const [runner] = await metrics.stages();
+    expect(runner).toMatchObject({ stage: 'runner', sheep: 's1', count: 2, sum: 3.02 });
+    // A sum that is a whole number still adds to a fractional one (HINCRBYFLOAT, never HINCRBY).
+    metrics.observe('runner', 's1', 1);
+    await waitFor(async () => (await metrics.stages())[0]?.count === 3, 2000, 'the timed flush');
+    expect((await metrics.stages())[0]?.sum).toBeCloseTo(4.02);
   });
 
   it('lets one claim win, makes a second submit wait, and lets a retry take over a lapsed claim', async () => {

@@ -60,7 +60,10 @@ describe.each(storages)('a job through a bare sheep on %s', (_name, storage) => 
   });
 
   it('counts finished jobs, runner starts and stage times in the gateway’s /metrics', async () => {
-    const text = await (await fetch(`${stack.url}/metrics`)).text();
+    // Workers write their increments every 250 ms.
+    const metrics = async () => (await fetch(`${stack.url}/metrics`)).text();
+    await waitFor(async () => /shepherd_jobs_finished_total\{sheep="bare1"/.test(await metrics()), 5000, 'the workers’ metrics');
+    const text = await metrics();
     expect(text).toMatch(/shepherd_jobs_finished_total\{sheep="bare1",model="echo:v1",status="done"\} [1-9]/);
     expect(text).toMatch(/shepherd_model_loads_total\{sheep="bare1"\} 1/);
     for (const stage of ['queue_wait', 'input_staging', 'runner', 'output_upload']) {
