@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
-import type { Readable } from 'node:stream';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { JobIdRule, JobStatus } from '@shepherd/contracts';
 import { FileConflictError, FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailableError } from './errors';
@@ -10,9 +10,9 @@ import type { JobFolder, JobStorage, StoredFile } from './job-storage';
 import { safeJobId, safeRelativePath } from './paths';
 import { parseStatus, STATUS_FILE } from './status-file';
 
-/** Holds files being written and jobs being deleted; job ids cannot start with "." so it never clashes. */
-/** Files up to this size are written with synchronous calls (see writeSmall). */
+/** Files up to this size are written with synchronous calls (see writeSmall) and read in one call. */
 const SMALL_FILE = 64 * 1024;
+/** Holds files being written and jobs being deleted; job ids cannot start with "." so it never clashes. */
 const TMP_DIR = '.tmp';
 
 /** Errors of a path whose parts collide with what the job holds (a file where a folder is, or the reverse). */
@@ -43,12 +43,19 @@ export class FilesystemStorage implements JobStorage {
 
   async createJob(jobId: string): Promise<void> {
     const dir = this.jobDir(jobId);
-    await this.ensureRoot();
+    const make = () =>
+      fs.mkdir(dir).catch((error: unknown) => {
+        throw code(error) === 'EEXIST' ? new JobExistsError(jobId) : error;
+      });
     try {
-      await fs.mkdir(dir);
+      await make();
     } catch (error) {
-      if (code(error) === 'EEXIST') throw new JobExistsError(jobId);
-      throw this.mapError(error, dir);
+      if (error instanceof JobExistsError) throw error;
+      // The root is made (or found unusable) only when the job's folder cannot be: not two calls more per job.
+      await this.ensureRoot();
+      await make().catch((again: unknown) => {
+        throw again instanceof JobExistsError ? again : this.mapError(again, dir);
+      });
     }
   }
 
@@ -70,8 +77,8 @@ export class FilesystemStorage implements JobStorage {
         for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
         return this.writeSmall(jobId, target, Buffer.concat(chunks));
       }
-      await this.requireJob(jobId);
-      await this.writeAtomically(target, async (temp) => {
+      await this.requireJob(jobId); // before a long upload, not only after it
+      await this.writeAtomically(jobId, target, async (temp) => {
         await pipeline(body, createWriteStream(temp, { flags: 'wx' }));
       });
     } catch (error) {
@@ -83,6 +90,7 @@ export class FilesystemStorage implements JobStorage {
 
   async getFile(jobId: string, folder: JobFolder, path: string): Promise<StoredFile> {
     const file = this.filePath(jobId, folder, path);
+    const missing = () => new FileNotFoundError(jobId, `${folder}/${path}`);
     let handle: fs.FileHandle;
     try {
       // putFile only makes regular files: a symlink was planted by hand and may point anywhere.
@@ -90,20 +98,23 @@ export class FilesystemStorage implements JobStorage {
     } catch (error) {
       if (code(error) === 'ENOENT' || code(error) === 'ENOTDIR' || code(error) === 'ELOOP') {
         await this.requireJob(jobId);
-        throw new FileNotFoundError(jobId, `${folder}/${path}`);
+        throw missing();
       }
       throw this.mapError(error, file);
     }
     // Size and stream come from one open file, so a concurrent replace cannot make them disagree.
     try {
       const stat = await handle.stat();
-      if (!stat.isFile()) throw new FileNotFoundError(jobId, `${folder}/${path}`);
+      if (!stat.isFile()) throw missing();
       // O_NOFOLLOW guards the last name only: a folder on the way may be a planted link.
-      const realFolder = await fs.realpath(dirname(file));
-      if (!`${realFolder}${sep}`.startsWith(`${await this.realRoot()}${sep}${jobId}${sep}`)) throw new FileNotFoundError(jobId, `${folder}/${path}`);
-      return { stream: handle.createReadStream(), size: stat.size };
-    } catch (error) {
+      if (!(await this.realPathOf(handle, file)).startsWith(`${await this.realRoot()}${sep}${jobId}${sep}`)) throw missing();
+      if (stat.size > SMALL_FILE) return { stream: handle.createReadStream(), size: stat.size };
+      // Small (a payload, a result): read whole now, one read where a stream takes two and a close later.
+      const data = await readUpTo(handle, stat.size);
       await handle.close();
+      return { stream: Readable.from([data]), size: data.length };
+    } catch (error) {
+      await handle.close().catch(() => undefined);
       throw this.mapError(error, file);
     }
   }
@@ -162,11 +173,30 @@ export class FilesystemStorage implements JobStorage {
   async close(): Promise<void> {}
 
   private realRootPath?: string;
+  /** False once /proc/self/fd turned out to be missing (not Linux, or no /proc mounted). */
+  private procFd = true;
 
   /** The root with its links resolved, once: a read's real path must lie under it. */
   private async realRoot(): Promise<string> {
     this.realRootPath ??= await fs.realpath(this.root);
     return this.realRootPath;
+  }
+
+  /**
+   * Where the open file really is. On Linux one readlink of /proc/self/fd/N,
+   * which also names the file actually opened; realpath instead reads a link
+   * per folder from / down (five and more calls per read).
+   */
+  private async realPathOf(handle: fs.FileHandle, file: string): Promise<string> {
+    if (this.procFd) {
+      try {
+        return await fs.readlink(`/proc/self/fd/${handle.fd}`);
+      } catch (error) {
+        if (code(error) !== 'ENOENT') throw error;
+        this.procFd = false;
+      }
+    }
+    return join(await fs.realpath(dirname(file)), basename(file));
   }
 
   private jobDir(jobId: string): string {
@@ -184,15 +214,10 @@ export class FilesystemStorage implements JobStorage {
   /**
    * The same atomic write for small data, with synchronous calls: a few
    * microseconds each, where each promise call costs a thread-pool hop
-   * (~50 µs of CPU here). Status records and inline payloads take this path.
+   * (~50 µs of CPU here). Status records and inline payloads take this path:
+   * open, write, close, rename; no check of the job before (renameIntoJob).
    */
   private writeSmall(jobId: string, target: string, data: Buffer): void {
-    try {
-      statSync(this.jobDir(jobId));
-    } catch (error) {
-      if (code(error) === 'ENOENT' || code(error) === 'ENOTDIR') throw new JobNotFoundError(jobId);
-      throw this.mapError(error, this.jobDir(jobId));
-    }
     const temp = join(this.tmp, `${randomBytes(12).toString('hex')}.part`);
     try {
       try {
@@ -202,8 +227,7 @@ export class FilesystemStorage implements JobStorage {
         mkdirSync(this.tmp, { recursive: true }); // first write, or someone removed it
         writeFileSync(temp, data, { flag: 'wx' });
       }
-      mkdirSync(dirname(target), { recursive: true });
-      renameSync(temp, target);
+      this.renameIntoJob(jobId, temp, target);
     } catch (error) {
       rmSync(temp, { force: true });
       throw this.mapError(error, target);
@@ -211,17 +235,53 @@ export class FilesystemStorage implements JobStorage {
   }
 
   /** Writes into `.tmp` (same filesystem) and renames into place, so readers see all or nothing. */
-  private async writeAtomically(target: string, write: (temp: string) => Promise<void>): Promise<void> {
+  private async writeAtomically(jobId: string, target: string, write: (temp: string) => Promise<void>): Promise<void> {
     const temp = join(this.tmp, `${randomBytes(12).toString('hex')}.part`);
     try {
       await fs.mkdir(this.tmp, { recursive: true });
       await write(temp);
-      await fs.mkdir(dirname(target), { recursive: true });
-      await fs.rename(temp, target);
+      this.renameIntoJob(jobId, temp, target);
     } catch (error) {
       await fs.rm(temp, { force: true });
       throw this.mapError(error, target);
     }
+  }
+
+  /**
+   * Moves a written temp file to its place. The rename alone when the folders
+   * exist (a status record, a file of a folder already made); when it finds
+   * one missing, the folders below the job's are made one by one, never the
+   * job's own: a job that is gone (deleted meanwhile) stays gone and the
+   * write fails with JobNotFoundError.
+   */
+  private renameIntoJob(jobId: string, temp: string, target: string): void {
+    try {
+      return renameSync(temp, target);
+    } catch (error) {
+      if (code(error) !== 'ENOENT') throw error;
+    }
+    const jobDir = this.jobDir(jobId);
+    const gone = (error: unknown): unknown => (code(error) === 'ENOENT' ? new JobNotFoundError(jobId) : error);
+    const segments = relative(jobDir, dirname(target)).split(sep).filter(Boolean);
+    if (segments.length === 0) {
+      // Straight into the job's folder (the status record): the folder itself is missing, or the temp file is.
+      try {
+        statSync(jobDir);
+      } catch (missing) {
+        throw gone(missing);
+      }
+    }
+    let dir = jobDir;
+    for (const [i, segment] of segments.entries()) {
+      dir = join(dir, segment);
+      try {
+        mkdirSync(dir);
+      } catch (error) {
+        // ENOENT on the first level: the job's folder is gone.
+        if (code(error) !== 'EEXIST') throw i === 0 ? gone(error) : error;
+      }
+    }
+    renameSync(temp, target);
   }
 
   private async ensureRoot(): Promise<void> {
@@ -254,6 +314,18 @@ async function walk(dir: string, prefix: string, files: string[]): Promise<void>
     if (entry.isDirectory()) await walk(join(dir, entry.name), `${relative}/`, files);
     else if (entry.isFile()) files.push(relative);
   }
+}
+
+/** Reads a small open file whole: `size` bytes, or fewer if it shrank meanwhile. */
+async function readUpTo(handle: fs.FileHandle, size: number): Promise<Buffer> {
+  const data = Buffer.allocUnsafe(size);
+  let filled = 0;
+  while (filled < size) {
+    const { bytesRead } = await handle.read(data, filled, size - filled, filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return data.subarray(0, filled);
 }
 
 function code(error: unknown): string | undefined {

@@ -8,12 +8,19 @@ import { FileNotFoundError, JobExistsError, JobNotFoundError, StorageUnavailable
 import type { JobFolder, JobStorage, StoredFile } from './job-storage';
 import type { S3StorageOptions } from './options';
 import { safeJobId, safeRelativePath } from './paths';
-import { answeredByServer, codeOf, unavailableReason } from './s3-errors';
+import { codeOf, unavailableReason } from './s3-errors';
+import { hasObjects, isSafePath, listKeys, readText, removeKeys } from './s3-objects';
 import { timedTransport } from './s3-transport';
+import { SeenJobs } from './seen-jobs';
 import { parseStatus, STATUS_FILE } from './status-file';
 
-/** Marks a job in the single-bucket layout, which has no bucket to show that it exists. */
+/**
+ * Marks a job in the single-bucket layout, which has no bucket to show that it
+ * exists, before its first large file (see beforeWrite).
+ */
 const JOB_MARKER = '.shepherd-job';
+/** A first file up to this size marks its job itself: one PUT, where a marker would add one. */
+const MARKERLESS_MAX = 64 * 1024;
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 interface Location {
@@ -25,15 +32,13 @@ interface Location {
 /**
  * Jobs in S3 (MinIO, AWS, s3rver) through the minio client, in either layout:
  * bucket-per-job (`<jobId>/inputs/...`, the original's) or single-bucket
- * (`<bucket>/<jobId>/inputs/...`).
+ * (`<bucket>/<jobId>/inputs/...`). A single-bucket job exists through its
+ * objects: other processes see it from its first file on, the process that
+ * created it from the start.
  */
-/** How long a job seen to exist is trusted to still exist (single-bucket writes skip their LIST). */
-const SEEN_JOB_TRUST_MS = 30_000;
-const SEEN_JOBS_MAX = 10_000;
-
 export class S3Storage implements JobStorage {
-  /** Jobs this process saw exist, and until when that is trusted (ms), oldest first. */
-  private readonly seenJobs = new Map<string, number>();
+  /** Single-bucket jobs this process saw exist or created: their writes skip the LIST. */
+  private readonly seen = new SeenJobs();
   readonly jobIdRule: JobIdRule;
   private readonly client: Client;
   private readonly agent: http.Agent;
@@ -103,18 +108,22 @@ export class S3Storage implements JobStorage {
         return;
       }
       await this.ensureBucket();
-      // Not atomic: two creates of one id at once may both pass. Ids are unique by design.
-      if (await this.hasObjects(bucket, prefix)) throw new JobExistsError(jobId);
-      await this.client.putObject(bucket, prefix + JOB_MARKER, Buffer.alloc(0), 0);
-      this.markSeen(jobId);
+      // Not atomic: two creates of one id at once may both pass, until the
+      // first write of either lands. Ids are unique by design, and a submit
+      // claims its id in Redis before it creates the job.
+      if (this.seen.state(jobId) === 'created' || (await hasObjects(this.client, bucket, prefix))) throw new JobExistsError(jobId);
+      // Nothing is written yet: the job's first file shows it exists (beforeWrite).
+      this.seen.mark(jobId, 'created');
     });
   }
 
   async jobExists(jobId: string): Promise<boolean> {
     const { bucket, prefix } = this.locate(jobId);
-    const exists = await this.guard(() => (this.perJob ? this.client.bucketExists(bucket) : this.hasObjects(bucket, prefix)));
-    if (exists) this.markSeen(jobId);
-    else this.seenJobs.delete(jobId);
+    // Created here with nothing written yet: no object would show it.
+    if (!this.perJob && this.seen.state(jobId) === 'created') return true;
+    const exists = await this.guard(() => (this.perJob ? this.client.bucketExists(bucket) : hasObjects(this.client, bucket, prefix)));
+    if (exists) this.seen.mark(jobId, 'stored');
+    else this.seen.forget(jobId);
     return exists;
   }
 
@@ -122,7 +131,7 @@ export class S3Storage implements JobStorage {
     const { bucket, prefix } = this.locate(jobId);
     const key = `${prefix}${folder}/${safeRelativePath(path)}`;
     return this.guard(async () => {
-      if (!this.perJob) await this.requireJob(jobId);
+      if (!this.perJob) await this.beforeWrite(jobId, size);
       // minio reads each part (64 MB; the whole file when `size` is smaller) into memory to sign
       // it. A file under that goes in one PUT, so a failing source uploads nothing; without
       // `size` minio goes multipart, which s3rver lacks.
@@ -135,6 +144,7 @@ export class S3Storage implements JobStorage {
       // minio waits forever on a source destroyed before its end (a client
       // that gave up mid-upload): a broken source fails the put at once.
       await Promise.race([put, finished(body, { writable: false }).then(() => put)]);
+      this.afterWrite(jobId);
     });
   }
 
@@ -148,6 +158,8 @@ export class S3Storage implements JobStorage {
         const stream = await this.client.getObject(bucket, key);
         const length = Number((stream as { headers?: Record<string, string | undefined> }).headers?.['content-length']);
         const size = Number.isFinite(length) ? length : (await this.client.statObject(bucket, key)).size;
+        // The job exists: a worker given its inputs (no listing) writes its outputs without a LIST.
+        if (!this.perJob) this.seen.mark(jobId, 'stored');
         return { stream, size };
       } catch (error) {
         throw await this.explainMissing(error, jobId, relative);
@@ -161,12 +173,15 @@ export class S3Storage implements JobStorage {
     return this.guard(async () => {
       let keys: string[];
       try {
-        keys = await this.listKeys(bucket, folderPrefix);
+        keys = await listKeys(this.client, bucket, folderPrefix);
       } catch (error) {
         throw codeOf(error) === 'NoSuchBucket' ? new JobNotFoundError(jobId) : error;
       }
-      if (keys.length === 0 && !this.perJob) await this.requireJob(jobId);
-      // Keys written by other clients may hold `..` or `//`: never hand those on as paths.
+      if (!this.perJob) {
+        // Objects listed show the job exists: the writes that follow (the worker's outputs and status) need no LIST.
+        if (keys.length > 0) this.seen.mark(jobId, 'stored');
+        else await this.requireJob(jobId);
+      }
       return keys.map((key) => key.slice(folderPrefix.length)).filter(isSafePath).sort();
     });
   }
@@ -190,12 +205,13 @@ export class S3Storage implements JobStorage {
     const { bucket, prefix } = this.locate(jobId);
     const data = Buffer.from(JSON.stringify(status));
     return this.guard(async () => {
-      if (!this.perJob) await this.requireJob(jobId);
+      if (!this.perJob) await this.beforeWrite(jobId, data.length);
       await this.client
         .putObject(bucket, prefix + STATUS_FILE, data, data.length, { 'Content-Type': 'application/json' })
         .catch((error) => {
           throw codeOf(error) === 'NoSuchBucket' ? new JobNotFoundError(jobId) : error;
         });
+      this.afterWrite(jobId);
     });
   }
 
@@ -210,10 +226,10 @@ export class S3Storage implements JobStorage {
 
   async deleteJob(jobId: string): Promise<void> {
     const { bucket, prefix } = this.locate(jobId);
-    this.seenJobs.delete(jobId);
+    this.seen.forget(jobId);
     return this.guard(async () => {
       try {
-        await this.removeKeys(bucket, await this.listKeys(bucket, prefix));
+        await removeKeys(this.client, bucket, await listKeys(this.client, bucket, prefix));
         if (this.perJob) await this.client.removeBucket(bucket);
       } catch (error) {
         if (codeOf(error) !== 'NoSuchBucket') throw error;
@@ -247,36 +263,35 @@ export class S3Storage implements JobStorage {
     return this.bucketReady;
   }
 
-  private async hasObjects(bucket: string, prefix: string): Promise<boolean> {
-    try {
-      const page = await this.client.listObjectsQuery(bucket, prefix, '', { Delimiter: '', MaxKeys: 1 });
-      return (page.objects?.length ?? 0) > 0;
-    } catch (error) {
-      if (codeOf(error) === 'NoSuchBucket') return false;
-      throw error;
-    }
-  }
-
   /**
    * A single-bucket job "exists" while it holds objects: a LIST before each
-   * write. A job this process saw exist a moment ago is taken on trust (a
-   * LIST per write was most of the S3 requests per job in the benchmark);
-   * a job deleted meanwhile by another process can get at most this long's
-   * writes.
+   * write. A job this process saw exist or created a moment ago is taken on
+   * trust (a LIST per write was most of the S3 requests per job in the
+   * benchmark); a job deleted meanwhile by another process can get at most
+   * SEEN_JOB_TRUST_MS (seen-jobs.ts) of writes.
    */
   private async requireJob(jobId: string): Promise<void> {
-    const seen = this.seenJobs.get(jobId);
-    if (seen !== undefined && seen > Date.now()) return;
+    if (this.seen.state(jobId) !== undefined) return;
     if (!(await this.jobExists(jobId))) throw new JobNotFoundError(jobId);
   }
 
-  private markSeen(jobId: string): void {
-    if (this.seenJobs.size >= SEEN_JOBS_MAX) {
-      const oldest = this.seenJobs.keys().next().value;
-      if (oldest !== undefined) this.seenJobs.delete(oldest);
-    }
-    this.seenJobs.delete(jobId);
-    this.seenJobs.set(jobId, Date.now() + SEEN_JOB_TRUST_MS);
+  /**
+   * Single-bucket, before a write. The first write to a job created here
+   * makes it visible to other processes: a small file (a payload, a status)
+   * does so itself; a large or unsized one may take minutes to land, so an
+   * empty marker goes first and the job is not unseen meanwhile.
+   */
+  private async beforeWrite(jobId: string, size: number | undefined): Promise<void> {
+    if (this.seen.state(jobId) !== 'created') return this.requireJob(jobId);
+    if (size !== undefined && size <= MARKERLESS_MAX) return;
+    const { bucket, prefix } = this.locate(jobId);
+    await this.client.putObject(bucket, prefix + JOB_MARKER, Buffer.alloc(0), 0);
+    this.afterWrite(jobId);
+  }
+
+  /** A job created here holds an object now: other processes see it as S3 does. */
+  private afterWrite(jobId: string): void {
+    if (!this.perJob && this.seen.state(jobId) === 'created') this.seen.mark(jobId, 'stored');
   }
 
   /** Turns a not-found error into JobNotFoundError or FileNotFoundError (a HEAD answer has no body to tell which). */
@@ -285,37 +300,6 @@ export class S3Storage implements JobStorage {
     if (code === 'NoSuchBucket') return new JobNotFoundError(jobId);
     if (code !== 'NotFound' && code !== 'NoSuchKey') return error;
     return (await this.jobExists(jobId)) ? new FileNotFoundError(jobId, relative) : new JobNotFoundError(jobId);
-  }
-
-  /**
-   * ListObjects V1, which every S3 server has: s3rver 3.7 cannot page V2
-   * listings on OpenSSL 3 (its continuation tokens use DES) and answers 500.
-   */
-  private async listKeys(bucket: string, prefix: string): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const item of this.client.listObjects(bucket, prefix, true)) {
-      const name = (item as { name?: string }).name;
-      if (name !== undefined) keys.push(name);
-    }
-    return keys;
-  }
-
-  private async removeKeys(bucket: string, keys: string[]): Promise<void> {
-    if (keys.length === 0) return;
-    let failures: unknown[];
-    try {
-      // minio answers the per-key failures of the batch, not an exception.
-      failures = (await this.client.removeObjects(bucket, keys)).filter(Boolean);
-    } catch (error) {
-      if (!answeredByServer(error)) throw error;
-      // Some S3-compatible servers lack or break multi-object delete (s3rver
-      // 3.7 answers 500 when several keys share a folder): one DELETE per key.
-      for (const key of keys) await this.client.removeObject(bucket, key);
-      return;
-    }
-    if (failures.length > 0) {
-      throw new Error(`Could not delete ${failures.length} object(s) in bucket ${bucket}: ${JSON.stringify(failures[0])}`);
-    }
   }
 
   /** Every public method runs through here: an unreachable or refusing server becomes StorageUnavailableError. */
@@ -328,20 +312,4 @@ export class S3Storage implements JobStorage {
       throw new StorageUnavailableError(`S3 storage at ${this.endpoint} is unavailable: ${reason}`, { cause: error });
     }
   }
-}
-
-function isSafePath(path: string): boolean {
-  try {
-    safeRelativePath(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Reads a small object (the status record) whole. */
-async function readText(stream: Readable): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,10 +1,10 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import type { JobStatus } from '@shepherd/contracts';
 import { tempDir, uniqueId } from '@shepherd/testing';
-import { FileNotFoundError, FilesystemStorage, StorageUnavailableError } from '../src';
+import { FileConflictError, FileNotFoundError, FilesystemStorage, JobNotFoundError, StorageUnavailableError } from '../src';
 import { bodyOf, brokenStream } from './streams';
 
 // What only the filesystem backend promises: its layout on disk, atomic
@@ -70,6 +70,61 @@ describe('FilesystemStorage', () => {
     symlinkSync('/etc/hostname', join(inputs, 'link'));
     expect(await storage.listFiles(jobId, 'inputs')).toEqual(['.dir/.hidden', 'plain']);
     await expect(storage.getFile(jobId, 'inputs', 'link')).rejects.toThrow(FileNotFoundError);
+  });
+
+  it('refuses a file reached through a linked folder', async () => {
+    const jobId = await newJob();
+    const outside = tempDir('storage-fs-outside');
+    mkdirSync(join(outside, 'sub'));
+    writeFileSync(join(outside, 'sub', 'secret'), 'outside');
+    mkdirSync(join(root, jobId, 'inputs'));
+    symlinkSync(join(outside, 'sub'), join(root, jobId, 'inputs', 'sub'));
+    symlinkSync(outside, join(root, jobId, 'outputs'));
+    try {
+      await expect(storage.getFile(jobId, 'inputs', 'sub/secret')).rejects.toThrow(FileNotFoundError);
+      await expect(storage.getFile(jobId, 'outputs', 'sub/secret')).rejects.toThrow(FileNotFoundError);
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  it('does not bring back a job removed behind its back: writes fail with JobNotFoundError', async () => {
+    const jobId = await newJob();
+    const { body, size } = bodyOf('x');
+    await storage.putFile(jobId, 'inputs', 'input', body, size);
+    rmSync(join(root, jobId), { recursive: true }); // another process deleted it
+    await expect(storage.putFile(jobId, 'outputs', 'deep/out', bodyOf('y').body, 1)).rejects.toThrow(JobNotFoundError);
+    await expect(storage.putFile(jobId, 'inputs', 'input', bodyOf('y').body, 1)).rejects.toThrow(JobNotFoundError);
+    await expect(storage.putFile(jobId, 'outputs', 'big', bodyOf(Buffer.alloc(100_000)).body)).rejects.toThrow(JobNotFoundError);
+    await expect(storage.writeStatus(jobId, status)).rejects.toThrow(JobNotFoundError);
+    expect(existsSync(join(root, jobId))).toBe(false);
+    expect(tmpEntries()).toEqual([]);
+  });
+
+  it('makes the folders of a nested path once, and refuses paths that collide with them', async () => {
+    const jobId = await newJob();
+    for (const [path, text] of [['a/b/c', '1'], ['a/b/d', '2'], ['a/e', '3']] as const) {
+      const { body, size } = bodyOf(text);
+      await storage.putFile(jobId, 'outputs', path, body, size);
+    }
+    expect(await storage.listFiles(jobId, 'outputs')).toEqual(['a/b/c', 'a/b/d', 'a/e']);
+    await expect(storage.putFile(jobId, 'outputs', 'a/b', bodyOf('x').body, 1)).rejects.toThrow(FileConflictError);
+    await expect(storage.putFile(jobId, 'outputs', 'a/e/f', bodyOf('x').body, 1)).rejects.toThrow(FileConflictError);
+    expect(readFileSync(join(root, jobId, 'outputs', 'a', 'e'), 'utf8')).toBe('3');
+    expect(tmpEntries()).toEqual([]);
+  });
+
+  it('makes its root again when someone removed it', async () => {
+    const base = tempDir('storage-fs-root');
+    const own = new FilesystemStorage(join(base, 'root'));
+    const jobId = uniqueId('job');
+    await own.createJob(jobId);
+    rmSync(base, { recursive: true });
+    await own.createJob(jobId);
+    const { body, size } = bodyOf('again');
+    await own.putFile(jobId, 'inputs', 'input', body, size);
+    expect(await own.listFiles(jobId, 'inputs')).toEqual(['input']);
+    rmSync(base, { recursive: true });
   });
 
   it('names the file of a corrupt status record', async () => {

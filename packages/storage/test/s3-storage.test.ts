@@ -5,7 +5,8 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { Client } from 'minio';
 import type { JobStatus } from '@shepherd/contracts';
 import { freePort, startS3Server, uniqueId, type S3ServerHandle } from '@shepherd/testing';
-import { JobExistsError, S3Storage, StorageUnavailableError, type S3StorageOptions } from '../src';
+import { JobExistsError, JobNotFoundError, S3Storage, StorageUnavailableError, type S3StorageOptions } from '../src';
+import { startRequestLog, type RequestLog } from './request-log';
 import { bodyOf, readAll } from './streams';
 
 // What only the S3 backend promises: its two object layouts, and failing
@@ -112,7 +113,42 @@ describe('S3Storage, single bucket', () => {
     await storage.createJob(jobId);
     await put(storage, jobId, 'input', 'x');
     await storage.writeStatus(jobId, status);
-    expect(await keys(bucket, `${jobId}/`)).toEqual([`${jobId}/.shepherd-job`, `${jobId}/inputs/input`, `${jobId}/job_status.json`]);
+    // A small first file shows the job exists by itself: no marker object.
+    expect(await keys(bucket, `${jobId}/`)).toEqual([`${jobId}/inputs/input`, `${jobId}/job_status.json`]);
+  });
+
+  it('marks a job before a large first file, so it is not unseen while that uploads', async () => {
+    const jobId = uniqueId('job');
+    await storage.createJob(jobId);
+    const data = randomBytes(64 * 1024 + 1);
+    await storage.putFile(jobId, 'inputs', 'big', Readable.from([data]), data.length);
+    expect(await keys(bucket, `${jobId}/`)).toEqual([`${jobId}/.shepherd-job`, `${jobId}/inputs/big`]);
+  });
+
+  it('knows a job it created before anything is in it, and another process knows it from its first file', async () => {
+    const other = new S3Storage(options('single-bucket', { bucket }));
+    const jobId = uniqueId('job');
+    await storage.createJob(jobId);
+    expect(await storage.jobExists(jobId)).toBe(true);
+    expect(await storage.listFiles(jobId, 'inputs')).toEqual([]);
+    await expect(storage.createJob(jobId)).rejects.toThrow(JobExistsError);
+    await put(storage, jobId, 'input', 'x');
+    await expect(other.createJob(jobId)).rejects.toThrow(JobExistsError);
+    expect(await other.listFiles(jobId, 'inputs')).toEqual(['input']);
+    await other.close();
+  });
+
+  it('forgets a job it created when it deletes it, before or after its first file', async () => {
+    for (const written of [false, true]) {
+      const jobId = uniqueId('job');
+      await storage.createJob(jobId);
+      if (written) await put(storage, jobId, 'input', 'x');
+      await storage.deleteJob(jobId);
+      expect(await storage.jobExists(jobId)).toBe(false);
+      await expect(put(storage, jobId, 'input', 'again')).rejects.toThrow(JobNotFoundError);
+      await expect(storage.writeStatus(jobId, status)).rejects.toThrow(JobNotFoundError);
+      expect(await keys(bucket, `${jobId}/`)).toEqual([]);
+    }
   });
 
   it('counts a job whose inputs a client uploaded itself', async () => {
@@ -206,5 +242,72 @@ describe('S3Storage, server unavailable', () => {
     expect(() => new S3Storage(options('bucket-per-job', { url: 'ftp://host' }))).toThrow('http');
     expect(() => new S3Storage(options('bucket-per-job', { url: 'not a url' }))).toThrow('Invalid S3 url');
     expect(() => new S3Storage(options('single-bucket'))).toThrow('bucket');
+  });
+});
+
+describe('S3Storage, requests per job', () => {
+  let log: RequestLog;
+
+  beforeAll(async () => {
+    log = await startRequestLog(s3.url);
+  });
+
+  afterAll(async () => {
+    await log.stop();
+  });
+
+  /** A gateway and a worker (two processes) running one job with one small input and output, as the benchmark does. */
+  async function oneJob(layout: S3StorageOptions['layout']): Promise<{ gateway: string[]; worker: string[] }> {
+    const bucket = uniqueId('bucket');
+    const gateway = new S3Storage(options(layout, { url: log.url, bucket }));
+    const worker = new S3Storage(options(layout, { url: log.url, bucket }));
+    await gateway.createJob(uniqueId('warm')); // the single bucket is made once per process
+    const jobId = uniqueId('job');
+    log.take();
+    await gateway.createJob(jobId);
+    await put(gateway, jobId, 'input', '{}');
+    await gateway.writeStatus(jobId, status);
+    const sent = log.take();
+    for (const path of await worker.listFiles(jobId, 'inputs')) await readAll((await worker.getFile(jobId, 'inputs', path)).stream);
+    await worker.putFile(jobId, 'outputs', 'output', ...args(bodyOf('{"x":1}')));
+    await worker.writeStatus(jobId, { ...status, status: 'done' } as JobStatus);
+    const received = log.take();
+    await gateway.close();
+    await worker.close();
+    const named = (line: string) => line.replace(jobId, '<job>');
+    return { gateway: sent.map(named), worker: received.map(named) };
+  }
+
+  function args(file: { body: Readable; size: number }): [Readable, number] {
+    return [file.body, file.size];
+  }
+
+  it('bucket per job: the bucket, the input and status, then a listing, the input, the output and status', async () => {
+    expect(await oneJob('bucket-per-job')).toEqual({
+      gateway: ['PUT /', 'PUT /inputs/input', 'PUT /job_status.json'],
+      worker: ['GET /?list', 'GET /inputs/input', 'PUT /outputs/output', 'PUT /job_status.json'],
+    });
+  });
+
+  it('single bucket: one existence check at create, no marker, and no check before the worker writes', async () => {
+    expect(await oneJob('single-bucket')).toEqual({
+      gateway: ['GET /?max-keys=1', 'PUT /<job>/inputs/input', 'PUT /<job>/job_status.json'],
+      worker: ['GET /?list', 'GET /<job>/inputs/input', 'PUT /<job>/outputs/output', 'PUT /<job>/job_status.json'],
+    });
+  });
+
+  it('single bucket: a worker that reads a file it was told of writes without a check too', async () => {
+    const bucket = uniqueId('bucket');
+    const gateway = new S3Storage(options('single-bucket', { url: log.url, bucket }));
+    const worker = new S3Storage(options('single-bucket', { url: log.url, bucket }));
+    const jobId = uniqueId('job');
+    await gateway.createJob(jobId);
+    await put(gateway, jobId, 'input', '{}');
+    log.take();
+    await readAll((await worker.getFile(jobId, 'inputs', 'input')).stream);
+    await worker.putFile(jobId, 'outputs', 'output', ...args(bodyOf('{}')));
+    expect(log.take().map((line) => line.replace(jobId, '<job>'))).toEqual(['GET /<job>/inputs/input', 'PUT /<job>/outputs/output']);
+    await gateway.close();
+    await worker.close();
   });
 });
