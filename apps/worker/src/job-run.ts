@@ -85,7 +85,7 @@ export class JobRunner {
     metrics.observe('queue_wait', sheepId, waited);
     metrics.observe('queue_wait_by_priority', priorityBand(priority), waited);
     const stagingStarted = performance.now();
-    const staged = staging.stageInputs(jobId).then(
+    const staged = staging.stageInputs(jobId, held.data.inputs).then(
       () => metrics.observe('input_staging', sheepId, (performance.now() - stagingStarted) / 1000),
       (error: unknown) => error as Error,
     );

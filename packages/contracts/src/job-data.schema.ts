@@ -19,6 +19,12 @@ export const JobDataSchema = z.object({
   startBy: z.number().int().positive().optional(),
   /** -100..100 (0 when unset). */
   priority: z.number().int().min(-100).max(100).optional(),
+  /**
+   * The job's input paths when the gateway knows them all (a payload makes
+   * the one file `input`): the worker then reads them without listing
+   * inputs/ in storage first. Absent: the worker lists.
+   */
+  inputs: z.array(z.string().min(1).max(800)).max(1000).optional(),
 });
 export type JobData = z.infer<typeof JobDataSchema>;
 
