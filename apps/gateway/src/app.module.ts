@@ -14,10 +14,10 @@ import { WebhooksModule } from './webhooks/webhooks.module';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: ShepherdConfig, logDestination?: pino.DestinationStream): DynamicModule {
+  static forRoot(config: ShepherdConfig, logger: pino.Logger): DynamicModule {
     return {
       module: AppModule,
-      imports: [LoggerModule.forRoot(loggerParams(config, logDestination)), CoreModule.forRoot(config), HealthModule, JobsModule, SheepModule, WebhooksModule],
+      imports: [LoggerModule.forRoot(loggerParams(logger)), CoreModule.forRoot(config), HealthModule, JobsModule, SheepModule, WebhooksModule],
       providers: [
         { provide: APP_FILTER, useClass: ExceptionsFilter },
         { provide: APP_GUARD, useClass: ScopeGuard },

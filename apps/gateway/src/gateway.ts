@@ -10,6 +10,7 @@ import { BOARD_PATH, mountBullBoard } from './admin/bull-board';
 import { AppModule } from './app.module';
 import { authMiddleware } from './auth/auth.middleware';
 import { buildApiDocument } from './openapi/api-document';
+import { accessLog, gatewayLogger } from './logging';
 
 export const DOCS_PATH = '/docs';
 
@@ -22,11 +23,14 @@ export interface GatewayOptions {
 export async function createGateway(config: ShepherdConfig, options: GatewayOptions = {}): Promise<NestExpressApplication> {
   // Bodies are parsed by the routes themselves: start-job with its own
   // limit, uploads as raw streams.
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, options.logDestination), {
+  const logger = gatewayLogger(config, options.logDestination);
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, logger), {
     bodyParser: false,
     bufferLogs: true,
   });
   app.useLogger(app.get(Logger));
+  // First, so every request is logged, those auth refuses included.
+  app.use(accessLog(logger));
   // The job API allows the configured origins (`*`, like the original, by
   // default); the admin pages never answer cross-origin. Before auth, so
   // preflights (which carry no token) are answered.

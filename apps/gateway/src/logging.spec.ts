@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pinoHttp, { type Options } from 'pino-http';
 import type { ShepherdConfig } from '@shepherd/config';
-import { loggerParams } from './logging';
+import { accessLog, gatewayLogger } from './logging';
 
-// The request log the gateway's LoggerModule writes, through pino-http itself.
+// The gateway's access log, on a plain node:http server.
 
 let server: Server | undefined;
 afterEach(() => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())));
@@ -14,8 +13,7 @@ describe('the gateway request log', () => {
   it('carries the request id and no credential from headers or the query', async () => {
     const lines: Record<string, unknown>[] = [];
     const config = { logging: { level: 'info' } } as ShepherdConfig;
-    const params = loggerParams(config, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
-    const middleware = pinoHttp(params.pinoHttp as Options);
+    const middleware = accessLog(gatewayLogger(config, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) }));
     server = createServer((req, res) => middleware(req, res, () => res.end('ok')));
     await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
@@ -35,5 +33,28 @@ describe('the gateway request log', () => {
     ]);
     expect(JSON.stringify(lines)).not.toContain('s3cret');
     expect(lines[0]?.req).not.toHaveProperty('headers'); // a lean line: no header can carry a credential into it
+    expect(lines[0]).toMatchObject({ res: { statusCode: 200 }, msg: 'request completed', level: 30 });
+  });
+
+  it('logs refusals at warn and server errors at error, a new id when the client sends none, nothing below the level', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const config = { logging: { level: 'warn' } } as ShepherdConfig;
+    const middleware = accessLog(gatewayLogger(config, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) }));
+    server = createServer((req, res) =>
+      middleware(req, res, () => {
+        res.statusCode = Number(req.url?.slice(1));
+        res.end();
+      }),
+    );
+    await new Promise<void>((resolve) => server?.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const ids: Array<string | null> = [];
+    for (const status of [200, 404, 503]) ids.push((await fetch(`http://127.0.0.1:${port}/${status}`)).headers.get('x-request-id'));
+    expect(ids.every((id) => typeof id === 'string' && id.length === 36)).toBe(true);
+    expect(lines.map((line) => [(line.res as { statusCode: number }).statusCode, line.level])).toEqual([
+      [404, 40],
+      [503, 50],
+    ]);
+    expect((lines[0]?.req as { id: string }).id).toBe(ids[1]);
   });
 });

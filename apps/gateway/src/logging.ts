@@ -1,57 +1,74 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type pino from 'pino';
 import type { Params } from 'nestjs-pino';
 import type { ShepherdConfig } from '@shepherd/config';
 import { createLogger, redactRequest } from '@shepherd/logging';
 
 /**
- * JSON lines to stdout, and to `<logging_directory>/gateway.log` when the
- * config names a directory, redacted as every service's are. Each request
- * gets an id (the client's `X-Request-Id` when it sends one) that every line
- * of that request carries; its URL and query lose token-like values.
+ * The gateway's logger: JSON lines to stdout, and to
+ * `<logging_directory>/gateway.log` when the config names a directory,
+ * redacted as every service's are.
  */
-export function loggerParams(config: ShepherdConfig, destination?: pino.DestinationStream): Params {
-  const logger = createLogger({
-    service: 'gateway',
-    level: config.logging.level,
-    directory: config.logging.directory,
-    destination,
-  });
-  return {
-    pinoHttp: {
-      logger,
-      // A lean access line: every header on every request cost more CPU than the request (measured in
-      // the bench); the ones an operator reads are kept, credentials never.
-      serializers: { req: leanRequest, res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }) },
-      customLogLevel: (_req: IncomingMessage, res: ServerResponse, error?: Error) => (error || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
-      genReqId: (req: IncomingMessage, res: ServerResponse) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
-        res.setHeader('x-request-id', id);
-        return id;
-      },
-    },
+export function gatewayLogger(config: ShepherdConfig, destination?: pino.DestinationStream): pino.Logger {
+  return createLogger({ service: 'gateway', level: config.logging.level, directory: config.logging.directory, destination });
+}
+
+/**
+ * nestjs-pino on our logger, with our access log (accessLog) in place of
+ * pino-http: pino-http builds a child logger with the whole serialized
+ * request on every request, logged or not, which cost more CPU than the
+ * route itself (bench/results/profile-*.md). nestjs-pino still binds each
+ * request's logger, so every line of a request carries its id.
+ */
+export function loggerParams(logger: pino.Logger): Params {
+  return { pinoHttp: { logger }, useExisting: true };
+}
+
+type LoggedRequest = IncomingMessage & { id?: string; log?: pino.Logger };
+
+/**
+ * One line per request once it is answered (or dropped), at info, warn for
+ * 4xx and dropped requests, error for 5xx, with nothing built when that
+ * level is off. Each request gets an id (the client's `X-Request-Id` when it
+ * sends one, up to 128 characters), echoed in the answer; its URL and query
+ * lose token-like values and no header is logged but length and agent.
+ */
+export function accessLog(logger: pino.Logger): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
+  return (incoming, res, next) => {
+    const req = incoming as LoggedRequest;
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && given.length > 0 && given.length <= 128 ? given : randomUUID();
+    req.id = id;
+    req.log = logger.child({ reqId: id });
+    res.setHeader('x-request-id', id);
+    const started = performance.now();
+    const done = (): void => {
+      res.off('finish', done);
+      res.off('close', done);
+      const dropped = !res.writableFinished;
+      const status = res.statusCode;
+      const level = status >= 500 ? 'error' : status >= 400 || dropped ? 'warn' : 'info';
+      if (!logger.isLevelEnabled(level)) return;
+      const line = { req: leanRequest(req, id), res: { statusCode: status }, responseTime: Math.round(performance.now() - started) };
+      logger[level](line, dropped ? 'request aborted' : 'request completed');
+    };
+    res.on('finish', done);
+    res.on('close', done);
+    next();
   };
 }
 
-interface SerializedRequest {
-  id?: unknown;
-  method?: string;
-  url?: string;
-  headers?: Record<string, unknown>;
-  remoteAddress?: string;
-}
-
 /** The request fields worth a line: id, method, redacted URL, client, size and agent. */
-function leanRequest(req: SerializedRequest): Record<string, unknown> {
+function leanRequest(req: IncomingMessage, id: string): Record<string, unknown> {
   const { url } = redactRequest({ url: req.url });
-  const headers = req.headers ?? {};
+  const headers = req.headers;
   return {
-    id: req.id,
+    id,
     method: req.method,
     url,
-    remoteAddress: req.remoteAddress,
+    remoteAddress: req.socket?.remoteAddress,
     ...(headers['content-length'] !== undefined ? { contentLength: headers['content-length'] } : {}),
     ...(headers['user-agent'] !== undefined ? { userAgent: headers['user-agent'] } : {}),
   };
