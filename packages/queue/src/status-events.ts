@@ -49,6 +49,9 @@ export class StatusEvents {
   }
 
   private dispatch(message: string): void {
+    // Every change of every job comes by: one nobody here waits for is dropped before any parsing.
+    const jobId = jobIdOf(message);
+    if (jobId !== undefined && !this.listeners.has(jobId)) return;
     let event: StatusEvent;
     try {
       event = StatusEventSchema.parse(JSON.parse(message));
@@ -56,5 +59,24 @@ export class StatusEvents {
       return; // not ours or malformed: nobody can act on it
     }
     for (const listener of this.listeners.get(event.jobId) ?? []) listener(event.status, event);
+  }
+}
+
+const PREFIX = '{"jobId":';
+
+/**
+ * The job id at the head of a message as the status scripts write it
+ * (`{"jobId":<json string>,"id":...`); undefined for any other shape. A
+ * quote inside the id is escaped, so the first `,"id":` ends it.
+ */
+function jobIdOf(message: string): string | undefined {
+  if (!message.startsWith(PREFIX)) return undefined;
+  const end = message.indexOf(',"id":', PREFIX.length);
+  if (end < 0) return undefined;
+  try {
+    const id: unknown = JSON.parse(message.slice(PREFIX.length, end));
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
