@@ -33,7 +33,7 @@ const DOCUMENTED = {
   'GET /jobs/{id}/input[/{file}]': [200, 400, 404, 503],
 } as const satisfies Record<string, readonly number[]>;
 type Route = keyof typeof DOCUMENTED;
-/** What a start-job body gets beyond the table: body-parser's 415 for a charset or Content-Encoding it does not know (missing from the OpenAPI document). */
+/** What a start-job body gets beyond the table: 415 for a charset or Content-Encoding the gateway does not read (missing from the OpenAPI document). */
 const BODY_PARSER = [415];
 
 /** The statuses allowed here, with storage and Redis up and no failed job. */

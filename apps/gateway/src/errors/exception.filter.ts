@@ -49,14 +49,6 @@ export class ExceptionsFilter implements ExceptionFilter {
     if (error instanceof InvalidPathError) return { status: 400, message: error.message };
     if (error instanceof SizeRequiredError) return { status: 411, message: error.message };
     if (error instanceof HttpException) return { status: error.getStatus(), message: error.message };
-    const bodyError = error as { type?: string; status?: number; limit?: number; message?: string };
-    if (bodyError?.type === 'entity.parse.failed') return { status: 400, message: `Malformed JSON body: ${bodyError.message}` };
-    if (bodyError?.type === 'entity.too.large') {
-      return { status: 413, message: `Request body is larger than the limit of ${bodyError.limit} bytes` };
-    }
-    if (bodyError?.type && bodyError.status && bodyError.status < 500) {
-      return { status: bodyError.status, message: bodyError.message ?? 'Bad request' };
-    }
     return { status: 500, message: 'Internal server error' };
   }
 }

@@ -9,7 +9,8 @@ import { ApiError, badRequest, unknownJob } from '../errors/api-errors';
 import { CONFIG, STORAGE } from '../core/tokens';
 import { principalOf } from '../auth/principal';
 import { RequireScope } from '../auth/scopes';
-import { ByteLimit, declaredSize, readJsonBody } from './http-body';
+import { ByteLimit, declaredSize } from './http-body';
+import { readJsonBody } from './json-body';
 import { JobControl, type ListPage } from './job-control';
 import { ListQuerySchema } from './list-query';
 import { JobsService } from './jobs.service';
@@ -41,11 +42,12 @@ export class JobsController {
     429: 'Over the token’s rate limit, or its `max_waiting_jobs` are waiting already',
     503: 'Redis or storage unreachable, or an upload to this job still streams; `Retry-After: 1`',
   })
-  async startJob(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<{ success: true }> {
-    const body = await readJsonBody(req, res, this.config.gateway.payloadLimit);
-    const parsed = StartJobRequestSchema.safeParse(body);
+  async startJob(@Req() req: Request): Promise<{ success: true }> {
+    // The payload streams in as UTF-8 bytes; the schema sees '' in its place (a non-string payload it sees as sent).
+    const body = await readJsonBody(req, this.config.gateway.payloadLimit, 'payload');
+    const parsed = StartJobRequestSchema.safeParse(body.value);
     if (!parsed.success) throw badRequest(`Invalid job request: ${describeZodError(parsed.error)}`);
-    await this.jobs.start(parsed.data, principalOf(req));
+    await this.jobs.start({ ...parsed.data, payload: undefined }, principalOf(req), body.streamed);
     return { success: true };
   }
 

@@ -8,6 +8,7 @@ import { JobExistsError, type JobStorage } from '@shepherd/storage';
 import { ApiError, badRequest, conflict, notFound, unknownJob } from '../errors/api-errors';
 import { mayAccess, OPEN, type Principal } from '../auth/principal';
 import { Submitter } from './submit';
+import type { Utf8Bytes } from './streamed-json';
 import { CONFIG, STORAGE } from '../core/tokens';
 import { MetricsService } from '../health/metrics.service';
 
@@ -34,8 +35,12 @@ export class JobsService implements BeforeApplicationShutdown {
     if (problem) throw badRequest(problem);
   }
 
-  /** Validates what the config decides, then submits (see Submitter for the steps). */
-  async start(request: StartJobRequest, principal: Principal = OPEN): Promise<void> {
+  /**
+   * Validates what the config decides, then submits (see Submitter for the
+   * steps). `payload`: the bytes of inputs/input, when the request gave them
+   * (`request.payload` is not read).
+   */
+  async start(request: StartJobRequest, principal: Principal = OPEN, payload?: Utf8Bytes): Promise<void> {
     this.checkJobId(request.job_id);
     if (request.sheep_id && !Object.hasOwn(this.config.sheep, request.sheep_id)) {
       throw notFound(`Sheep \`${request.sheep_id}\` does not exist`);
@@ -45,7 +50,7 @@ export class JobsService implements BeforeApplicationShutdown {
     if (owner && limit && !(await this.waiting.below(owner, limit))) {
       throw new ApiError(429, `The token \`${owner}\` has ${limit} jobs waiting already, its limit: retry when some have started`);
     }
-    await this.submitter.submit(request, owner);
+    await this.submitter.submit(request, owner, payload);
     this.metrics.jobSubmitted(request.model);
   }
 

@@ -8,7 +8,11 @@ import { JobExistsError, JobNotFoundError, type JobStorage } from '@shepherd/sto
 import { ApiError, conflict, notFound, unavailable } from '../errors/api-errors';
 import { CONFIG, REDIS, STORAGE } from '../core/tokens';
 import { reachStep } from './submit-hooks';
+import type { Utf8Bytes } from './streamed-json';
 import { requestedWebhook } from '../webhooks/webhook-request';
+
+/** The file a `payload` becomes: inputs/input. */
+const PAYLOAD_FILE = 'input';
 
 /** How long a submit waits for the replicas to acknowledge it. */
 const REPLICA_WAIT_MS = 2000;
@@ -45,8 +49,11 @@ export class Submitter {
     private readonly deadlines: StartDeadlines,
   ) {}
 
-  /** `owner`: the API token's name, remembered on the job (null on an open gateway). */
-  async submit(request: StartJobRequest, owner: string | null = null): Promise<void> {
+  /**
+   * `owner`: the API token's name, remembered on the job (null on an open gateway).
+   * `payload`: the bytes of inputs/input; without it the inputs must have been uploaded.
+   */
+  async submit(request: StartJobRequest, owner: string | null = null, payload?: Utf8Bytes): Promise<void> {
     const jobId = request.job_id;
     // Checked before the claim: a refused webhook leaves nothing behind. Kept on every record (sticky).
     const webhook = await requestedWebhook(request, this.config);
@@ -69,17 +76,21 @@ export class Submitter {
       this.statuses.renewClaim(jobId, token, leaseMs).catch(() => undefined);
     }, Math.max(100, Math.floor(leaseMs / 3)));
     try {
-      const created = await this.prepare(jobId, request, queue, token, owner, webhook);
+      const created = await this.prepare(jobId, request, queue, token, owner, webhook, payload);
+      // A job this submit created from a payload holds that one file: the worker need not list its inputs.
+      if (payload && created) data.inputs = [PAYLOAD_FILE];
       // Before the commit, so a committed job is always listed (an id listed without a status is skipped).
-      await this.index.added(jobId, Date.parse(data.enqueuedAt));
-      if (data.startBy) await this.deadlines.add(queue, jobId, data.startBy);
-      await this.queues.add(data).catch(async (error: unknown) => {
+      // One connection applies commands in the order sent: the add need not wait for their replies (a cluster's nodes do not share an order).
+      const before = Promise.all([this.index.added(jobId, Date.parse(data.enqueuedAt)), data.startBy ? this.deadlines.add(queue, jobId, data.startBy) : undefined]);
+      if (this.config.redis.cluster) await before;
+      const add = this.queues.add(data).catch(async (error: unknown) => {
         // Redis answered "no": nothing was added, undo now. Redis gone: the
         // add may have landed; the claim lapses and the retry or the
         // reconciler reads the queue to know.
         if (!(error instanceof RedisUnavailableError)) await this.giveBack(jobId, token, { record: true, job: created });
         throw error;
       });
+      await Promise.all([before, add]);
     } finally {
       clearInterval(renew);
     }
@@ -115,11 +126,11 @@ export class Submitter {
    * Steps 2 and 3; on failure the claim is given back (or left to lapse
    * when even that fails). True when this submit created the job's storage.
    */
-  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string, owner: string | null, webhook: JobLife['webhook']): Promise<boolean> {
+  private async prepare(jobId: string, request: StartJobRequest, queue: string, token: string, owner: string | null, webhook: JobLife['webhook'], payload?: Utf8Bytes): Promise<boolean> {
     let created = false;
     let recorded = false;
     try {
-      created = await this.store(jobId, request, queue);
+      created = await this.store(jobId, queue, payload);
       await reachStep('stored');
       recorded = true; // from here a write may have landed even if it throws
       await this.storage.writeStatus(jobId, jobStatus.queued({ model: request.model, enqueuedAt: new Date().toISOString(), owner, webhook }));
@@ -148,8 +159,8 @@ export class Submitter {
   }
 
   /** Writes the payload or finds the uploaded inputs; true when it created the job's storage. */
-  private async store(jobId: string, request: StartJobRequest, queue: string): Promise<boolean> {
-    if (typeof request.payload === 'string') {
+  private async store(jobId: string, queue: string, payload: Utf8Bytes | undefined): Promise<boolean> {
+    if (payload) {
       let created = true;
       try {
         await this.storage.createJob(jobId);
@@ -158,8 +169,7 @@ export class Submitter {
         created = false;
         await this.refuseExisting(jobId, queue);
       }
-      const payload = Buffer.from(request.payload, 'utf8');
-      await this.storage.putFile(jobId, INPUTS_FOLDER, 'input', Readable.from([payload]), payload.length);
+      await this.storage.putFile(jobId, INPUTS_FOLDER, PAYLOAD_FILE, Readable.from(payload.chunks), payload.size);
       return created;
     }
     await this.refuseExisting(jobId, queue);
