@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: the heap settings apply from start-up on.
+import './heap-growth';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, runMain } from '@shepherd/config';
 import { Logger } from 'nestjs-pino';
