@@ -2,9 +2,9 @@ import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { NotUtf8Error, StreamedJson, type ParsedJson } from './streamed-json';
 
-/** Feeds `bytes` cut at `cuts` (any byte offsets, inside characters too). */
-async function parse(bytes: Buffer, cuts: number[] = [], streamedKey: string | undefined = 'payload'): Promise<ParsedJson> {
-  const json = new StreamedJson(streamedKey);
+/** Feeds `bytes` cut at `cuts` (any byte offsets, inside characters too); streamed unless `wholeUpTo` says otherwise. */
+async function parse(bytes: Buffer, cuts: number[] = [], streamedKey: string | undefined = 'payload', wholeUpTo = 0): Promise<ParsedJson> {
+  const json = new StreamedJson(streamedKey, wholeUpTo);
   let from = 0;
   for (const cut of [...new Set(cuts)].sort((a, b) => a - b)) {
     json.write(bytes.subarray(from, cut));
@@ -54,6 +54,23 @@ describe('StreamedJson', () => {
       ),
       { numRuns: 400 },
     );
+  });
+
+  it('gives the same for a small body parsed whole, and refuses what JSON.parse refuses', async () => {
+    const text = fc.oneof(request.chain(spaced), fc.jsonValue().chain(spaced), fc.string({ unit: 'binary', maxLength: 40 }));
+    await fc.assert(
+      fc.asyncProperty(
+        text.chain((t) => fc.tuple(fc.constant(t), cutsOf(Buffer.byteLength(t)))),
+        async ([t, cuts]) => {
+          const whole = await parse(Buffer.from(t), cuts, 'payload', 64 * 1024).then(joined, (error: unknown) => error);
+          const streamed = await parse(Buffer.from(t), cuts).then(joined, (error: unknown) => error);
+          if (streamed instanceof Error) expect(whole).toBeInstanceOf(Error);
+          else expect(whole).toEqual(streamed);
+        },
+      ),
+      { numRuns: 300 },
+    );
+    await expect(parse(Buffer.from([0x7b, 0xff, 0x7d]), [], 'payload', 64 * 1024)).rejects.toBeInstanceOf(NotUtf8Error);
   });
 
   it('refuses what body-parser (JSON.parse) refused, and only that', async () => {

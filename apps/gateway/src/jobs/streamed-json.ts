@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import Parser from 'stream-json/Parser';
 import { Utf8Chunks } from './utf8-chunks';
 
@@ -37,6 +38,9 @@ const NOT_JSON_SPACE = /[\v\f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u
 /** The UTF-8 bytes that start those characters: text without any of them needs no search. */
 const NOT_JSON_SPACE_LEADS = [0x0b, 0x0c, 0xc2, 0xe1, 0xe2, 0xe3, 0xef];
 
+/** Bodies up to this size are parsed whole by JSON.parse (see write). */
+export const SMALL_BODY = 64 * 1024;
+
 /** Text turned into bytes at least every this many UTF-16 units (and at the end of each write). */
 const FLUSH_UNITS = 64 * 1024;
 
@@ -55,15 +59,10 @@ const FLUSH_UNITS = 64 * 1024;
  * as `Buffer.from(JSON.parse(text).payload)` did.
  */
 export class StreamedJson {
-  private readonly parser = new Parser({
-    packKeys: true,
-    streamKeys: true, // startKey/endKey tell when the text is inside a key
-    packStrings: false, // streamed only: the big string arrives as chunks
-    packNumbers: true,
-    streamNumbers: false,
-    decodeStrings: false, // text in, as decoded here
-    readableHighWaterMark: Number.MAX_SAFE_INTEGER, // tokens are read after each write: never hold a write back
-  });
+  /** The body so far while it is small; null once it is parsed as a stream. */
+  private held: Buffer[] | null = [];
+  private heldSize = 0;
+  private tokenizer?: Parser;
   private readonly stack: Frame[] = [];
   private root: unknown;
   private inString = false;
@@ -74,15 +73,52 @@ export class StreamedJson {
   private empty = true;
   private failure: Error | undefined;
 
-  constructor(private readonly streamedKey?: string) {
-    this.parser.on('error', () => undefined); // read from `errored` after each step
+  constructor(
+    private readonly streamedKey?: string,
+    /** Bodies up to this many bytes go to JSON.parse whole (0: every body is streamed). */
+    private readonly wholeUpTo = SMALL_BODY,
+  ) {}
+
+  private get parser(): Parser {
+    if (!this.tokenizer) {
+      this.tokenizer = new Parser({
+        packKeys: true,
+        streamKeys: true, // startKey/endKey tell when the text is inside a key
+        packStrings: false, // streamed only: the big string arrives as chunks
+        packNumbers: true,
+        streamNumbers: false,
+        decodeStrings: false, // text in, as decoded here
+        readableHighWaterMark: Number.MAX_SAFE_INTEGER, // tokens are read after each write: never hold a write back
+      });
+      this.tokenizer.on('error', () => undefined); // read from `errored` after each step
+    }
+    return this.tokenizer;
+  }
+
+  /**
+   * Takes the next bytes. A body up to SMALL_BODY is held and parsed whole
+   * at the end by JSON.parse itself (the usual submit: a tokenizer per
+   * request cost several times its CPU and garbage); past that, it is
+   * parsed as it comes.
+   */
+  write(bytes: Buffer): void {
+    if (this.held) {
+      this.held.push(bytes);
+      this.heldSize += bytes.length;
+      if (this.heldSize <= this.wholeUpTo) return;
+      const held = this.held;
+      this.held = null;
+      for (const chunk of held) this.stream(chunk);
+      return;
+    }
+    this.stream(bytes);
   }
 
   /**
    * Parses what `bytes` complete. After a syntax error the bytes are still
    * checked as UTF-8: a body that is not UTF-8 is told so, whatever else.
    */
-  write(bytes: Buffer): void {
+  private stream(bytes: Buffer): void {
     const whole = this.utf8.next(bytes);
     if (!whole || this.failure || whole.length === 0) return;
     let text = whole.toString('utf8');
@@ -97,6 +133,7 @@ export class StreamedJson {
 
   /** The value once all bytes are in; throws NotUtf8Error, or the syntax error. */
   async end(): Promise<ParsedJson> {
+    if (this.held) return this.parseWhole(Buffer.concat(this.held));
     if (!this.utf8.end()) throw new NotUtf8Error('The body is not valid UTF-8');
     if (this.failure) throw this.failure;
     if (this.empty) return { value: {} };
@@ -105,6 +142,23 @@ export class StreamedJson {
     const failure = this.failure ?? this.parser.errored;
     if (failure) throw failure;
     return { value: this.root, ...(this.streamed ? { streamed: this.streamed } : {}) };
+  }
+
+  /** The same answer for a small body, from JSON.parse. */
+  private parseWhole(body: Buffer): ParsedJson {
+    if (!isUtf8(body)) throw new NotUtf8Error('The body is not valid UTF-8');
+    let text = body.toString('utf8');
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    if (text.length === 0) return { value: {} };
+    const value: unknown = JSON.parse(text);
+    const key = this.streamedKey;
+    if (!key || typeof value !== 'object' || value === null || Array.isArray(value)) return { value };
+    const fields = value as Record<string, unknown>;
+    const streamed = Object.hasOwn(fields, key) ? fields[key] : undefined;
+    if (typeof streamed !== 'string') return { value };
+    const bytes = Buffer.from(streamed, 'utf8');
+    fields[key] = '';
+    return { value, streamed: { chunks: [bytes], size: bytes.length } };
   }
 
   /** Writes `text` in pieces cut before each character of NOT_JSON_SPACE, refused when it falls outside a string. */
