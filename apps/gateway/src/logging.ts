@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type pino from 'pino';
 import type { Params } from 'nestjs-pino';
 import type { ShepherdConfig } from '@shepherd/config';
-import { createLogger, redactRequest } from '@shepherd/logging';
+import { createLogger, redactRequest, withFields } from '@shepherd/logging';
 
 /**
  * The gateway's logger: JSON lines to stdout, and to
@@ -68,7 +68,7 @@ export function accessLog(logger: pino.Logger): (req: IncomingMessage, res: Serv
  * request logs a line or not; most log none.
  */
 function requestLogger(logger: pino.Logger, reqId: string): pino.Logger {
-  return logger.child({}, { formatters: { log: (line: object) => ({ reqId, ...line }) } });
+  return withFields(logger, { reqId });
 }
 
 /** The request fields worth a line: id, method, redacted URL, client, size and agent. */

@@ -1,4 +1,5 @@
 import { Job } from 'bullmq';
+import { withFields } from '@shepherd/logging';
 import type { Logger } from 'pino';
 import { JobDataSchema, queueJobId, type JobData } from '@shepherd/contracts';
 import type { JobQueues, RedisClient, RedisKeys } from '@shepherd/queue';
@@ -46,7 +47,7 @@ export class HeldJobs {
     const left = await this.options.redis.hgetall(this.key);
     let returned = 0;
     for (const [jobId, value] of Object.entries(left)) {
-      const log = this.options.log.child({ jobId });
+      const log = withFields(this.options.log, { jobId });
       const split = value.lastIndexOf('|');
       const queue = value.slice(0, split);
       const token = value.slice(split + 1);

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { withFields } from '@shepherd/logging';
 import { isFinished, jobStatus, notStartedError, timedOutError, type ErrorDetails, type JobStatus } from '@shepherd/contracts';
 import { priorityBand, type MetricsStore, type StatusStore, type TransitionResult } from '@shepherd/queue';
 import type { RunnerResult } from '@shepherd/runner';
@@ -78,7 +79,7 @@ export class JobRunner {
   async run(held: HeldJob): Promise<Outcome> {
     const { jobId, enqueuedAt, startBy, priority } = held.data;
     const { metrics, sheepId, staging, statuses } = this.options;
-    const log = this.options.log.child({ jobId });
+    const log = withFields(this.options.log, { jobId });
     // Taken too late (its queue timeout passed while no sheep was free): it fails, as the gateway's sweeper would.
     if (startBy && Date.now() > startBy) return failed(notStartedError(held.data));
     const waited = Math.max(0, Date.now() - Date.parse(enqueuedAt)) / 1000;

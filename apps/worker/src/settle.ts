@@ -1,4 +1,5 @@
 import { UnrecoverableError } from 'bullmq';
+import { withFields } from '@shepherd/logging';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from '@shepherd/config';
 import { isFinished, jobStatus, lifeOf, type ErrorDetails, type JobLife, type JobState, type JobStatus } from '@shepherd/contracts';
@@ -46,7 +47,7 @@ export class Settler {
   constructor(private readonly options: SettlerOptions) {}
 
   async settle(held: HeldJob, outcome: Outcome): Promise<Settled> {
-    const log = this.options.log.child({ jobId: held.data.jobId });
+    const log = withFields(this.options.log, { jobId: held.data.jobId });
     try {
       await held.processingWritten; // `processing` lands before the final status
       switch (outcome.kind) {
@@ -73,7 +74,7 @@ export class Settler {
   /** Fails a job that did not pass the worker's checks, at once and for good; nothing touches the filesystem. */
   async reject(rejected: RejectedJob): Promise<Settled> {
     const { job, token, reason, jobId } = rejected;
-    const log = this.options.log.child({ jobId: jobId ?? job.id });
+    const log = withFields(this.options.log, { jobId: jobId ?? job.id });
     log.warn({ reason }, 'invalid job; failing it');
     const movedTo = await this.move(log, 'failed', () => job.moveToFailed(new UnrecoverableError(reason), token, false));
     if (!jobId) return { status: null, movedTo };
@@ -88,7 +89,7 @@ export class Settler {
 
   /** BullMQ gave up on a job whose workers kept dying: its status says so. */
   async failStalled(jobId: string, reason: string): Promise<void> {
-    const log = this.options.log.child({ jobId });
+    const log = withFields(this.options.log, { jobId });
     const current = await this.options.statuses.read(jobId).catch(() => null);
     await this.forgetHandBacks(jobId);
     if (!current || isFinished(current)) return;

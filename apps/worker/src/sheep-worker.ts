@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import { withFields } from '@shepherd/logging';
 import type { Logger } from 'pino';
 import type { WorkerConfig } from '@shepherd/config';
 import type { Model, SheepState } from '@shepherd/contracts';
@@ -124,7 +125,7 @@ export class SheepWorker {
   /** A client cancelled `jobId`: if this sheep holds it, it is not run or its runner is stopped. */
   private cancel(jobId: string): void {
     for (const held of this.inHand) {
-      if (held.data.jobId === jobId) this.parts.jobs.cancel(held, this.parts.log.child({ jobId }));
+      if (held.data.jobId === jobId) this.parts.jobs.cancel(held, withFields(this.parts.log, { jobId }));
     }
   }
 

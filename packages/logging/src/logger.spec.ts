@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir, waitFor } from '@shepherd/testing';
-import { createLogger, logFilePath } from './logger';
+import { createLogger, withFields, logFilePath } from './logger';
 import { redactRequest } from './redact';
 
 const root = tempDir('logging');
@@ -101,5 +101,17 @@ describe('createLogger', () => {
   it('names the file after the service alone without a suffix and keeps a suffix one file name', () => {
     expect(logFilePath('/var/log/shepherd', 'gateway')).toBe('/var/log/shepherd/gateway.log');
     expect(logFilePath('/logs', 'worker', '../gpu 0')).toBe('/logs/worker-.._gpu_0.log');
+  });
+
+  it('adds the fields of withFields to every line, its children’s included, redacted like any line', () => {
+    const out = capture();
+    const log = withFields(createLogger({ service: 'worker', level: 'info', destination: out }), { jobId: 'j1' });
+    log.info({ token: 's3cret' }, 'one');
+    log.child({ sheepId: 's1' }).warn({ jobId: 'j2' }, 'two');
+    log.debug('below the level');
+    expect(out.lines).toEqual([
+      expect.objectContaining({ jobId: 'j1', token: '[REDACTED]', msg: 'one' }),
+      expect.objectContaining({ jobId: 'j2', sheepId: 's1', msg: 'two' }),
+    ]);
   });
 });

