@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,7 +10,7 @@ import type { JobFolder, JobStorage, StoredFile } from './job-storage';
 import { safeJobId, safeRelativePath } from './paths';
 import { parseStatus, STATUS_FILE } from './status-file';
 
-/** Files up to this size are written with synchronous calls (see writeSmall) and read in one call. */
+/** Files up to this size are written from one buffer (see writeSmall) and read in one call. */
 const SMALL_FILE = 64 * 1024;
 /** Holds files being written and jobs being deleted; job ids cannot start with "." so it never clashes. */
 const TMP_DIR = '.tmp';
@@ -75,7 +75,7 @@ export class FilesystemStorage implements JobStorage {
       if (size !== undefined && size <= SMALL_FILE) {
         const chunks: Buffer[] = [];
         for await (const chunk of body) chunks.push(Buffer.from(chunk as Buffer));
-        return this.writeSmall(jobId, target, Buffer.concat(chunks));
+        return await this.writeSmall(jobId, target, Buffer.concat(chunks));
       }
       await this.requireJob(jobId); // before a long upload, not only after it
       await this.writeAtomically(jobId, target, async (temp) => {
@@ -145,7 +145,7 @@ export class FilesystemStorage implements JobStorage {
   }
 
   async writeStatus(jobId: string, status: JobStatus): Promise<void> {
-    this.writeSmall(jobId, join(this.jobDir(jobId), STATUS_FILE), Buffer.from(JSON.stringify(status)));
+    await this.writeSmall(jobId, join(this.jobDir(jobId), STATUS_FILE), Buffer.from(JSON.stringify(status)));
   }
 
   async deleteStatus(jobId: string): Promise<void> {
@@ -212,24 +212,26 @@ export class FilesystemStorage implements JobStorage {
   }
 
   /**
-   * The same atomic write for small data, with synchronous calls: a few
-   * microseconds each, where each promise call costs a thread-pool hop
-   * (~50 µs of CPU here). Status records and inline payloads take this path:
-   * open, write, close, rename; no check of the job before (renameIntoJob).
+   * The same atomic write for small data, from one buffer: open, write,
+   * close, rename; no check of the job before (renameIntoJob). Asynchronous,
+   * though each call costs a thread-pool hop: synchronous calls were cheaper
+   * on a fast local disk, but a slow or mounted one (NFS) held the whole
+   * event loop, every request with it (0.7 ms a call measured on this
+   * machine's disk; gateway event-loop p50 19 ms at saturation).
    */
-  private writeSmall(jobId: string, target: string, data: Buffer): void {
+  private async writeSmall(jobId: string, target: string, data: Buffer): Promise<void> {
     const temp = join(this.tmp, `${randomBytes(12).toString('hex')}.part`);
     try {
       try {
-        writeFileSync(temp, data, { flag: 'wx' });
+        await fs.writeFile(temp, data, { flag: 'wx' });
       } catch (error) {
         if (code(error) !== 'ENOENT') throw error;
-        mkdirSync(this.tmp, { recursive: true }); // first write, or someone removed it
-        writeFileSync(temp, data, { flag: 'wx' });
+        await fs.mkdir(this.tmp, { recursive: true }); // first write, or someone removed it
+        await fs.writeFile(temp, data, { flag: 'wx' });
       }
-      this.renameIntoJob(jobId, temp, target);
+      await this.renameIntoJob(jobId, temp, target);
     } catch (error) {
-      rmSync(temp, { force: true });
+      await fs.rm(temp, { force: true });
       throw this.mapError(error, target);
     }
   }
@@ -240,7 +242,7 @@ export class FilesystemStorage implements JobStorage {
     try {
       await fs.mkdir(this.tmp, { recursive: true });
       await write(temp);
-      this.renameIntoJob(jobId, temp, target);
+      await this.renameIntoJob(jobId, temp, target);
     } catch (error) {
       await fs.rm(temp, { force: true });
       throw this.mapError(error, target);
@@ -254,9 +256,9 @@ export class FilesystemStorage implements JobStorage {
    * job's own: a job that is gone (deleted meanwhile) stays gone and the
    * write fails with JobNotFoundError.
    */
-  private renameIntoJob(jobId: string, temp: string, target: string): void {
+  private async renameIntoJob(jobId: string, temp: string, target: string): Promise<void> {
     try {
-      return renameSync(temp, target);
+      return await fs.rename(temp, target);
     } catch (error) {
       if (code(error) !== 'ENOENT') throw error;
     }
@@ -265,23 +267,21 @@ export class FilesystemStorage implements JobStorage {
     const segments = relative(jobDir, dirname(target)).split(sep).filter(Boolean);
     if (segments.length === 0) {
       // Straight into the job's folder (the status record): the folder itself is missing, or the temp file is.
-      try {
-        statSync(jobDir);
-      } catch (missing) {
+      await fs.stat(jobDir).catch((missing: unknown) => {
         throw gone(missing);
-      }
+      });
     }
     let dir = jobDir;
     for (const [i, segment] of segments.entries()) {
       dir = join(dir, segment);
       try {
-        mkdirSync(dir);
+        await fs.mkdir(dir);
       } catch (error) {
         // ENOENT on the first level: the job's folder is gone.
         if (code(error) !== 'EEXIST') throw i === 0 ? gone(error) : error;
       }
     }
-    renameSync(temp, target);
+    await fs.rename(temp, target);
   }
 
   private async ensureRoot(): Promise<void> {
