@@ -29,6 +29,8 @@ export async function createGateway(config: ShepherdConfig, options: GatewayOpti
     bufferLogs: true,
   });
   app.useLogger(app.get(Logger));
+  // No ETag on answers: a job's status changes under the same URL, and hashing every body cost CPU on every answer.
+  app.set('etag', false);
   // First, so every request is logged, those auth refuses included.
   app.use(accessLog(logger));
   // The job API allows the configured origins (`*`, like the original, by
