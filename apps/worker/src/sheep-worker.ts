@@ -38,7 +38,12 @@ export interface SheepParts {
 interface InHand extends HeldJob {
   settled?: Promise<void>;
   lockTimer?: NodeJS.Timeout;
+  /** Set once its run is over (runner answered, outputs stored): only settling is left. */
+  ran?: boolean;
 }
+
+/** Jobs being settled, beyond the capacity, before the sheep stops taking more: settling may lag, never pile up. */
+const SETTLING_ALLOWANCE = 2;
 
 /**
  * One sheep: takes jobs by affinity up to its capacity (the job in the
@@ -133,7 +138,9 @@ export class SheepWorker {
     const { worker, source, log } = this.parts;
     const limit = worker.prefetch + 1;
     while (!this.stopping.signal.aborted) {
-      if (this.inHand.size >= limit) {
+      // Capacity counts the jobs the runner still has to answer: the next one is taken while the last is
+      // settled, so it is staged and waiting in the runner before the runner is free (a slow settle left the runner idle).
+      if (this.awaitingRunner() >= limit || this.inHand.size >= limit + SETTLING_ALLOWANCE) {
         await new Promise<void>((resolve) => (this.capacityWaiter = resolve));
         continue;
       }
@@ -154,6 +161,12 @@ export class SheepWorker {
     }
   }
 
+  private awaitingRunner(): number {
+    let count = 0;
+    for (const held of this.inHand) if (!held.ran) count += 1;
+    return count;
+  }
+
   private hold(taken: TakenJob): void {
     const { held: heldJobs, jobs, settler, signal } = this.parts;
     this.heldModel = taken.data.model;
@@ -167,7 +180,11 @@ export class SheepWorker {
         this.parts.log.error({ err: error, jobId: held.data.jobId }, 'job run crashed');
         return { kind: 'failed', details: { message: `Could not run the job: ${(error as Error).message}` } };
       })
-      .then((outcome) => settler.settle(held, outcome))
+      .then((outcome) => {
+        held.ran = true;
+        this.capacityWaiter?.();
+        return settler.settle(held, outcome);
+      })
       .then(() => heldJobs.release(held.data.jobId))
       .finally(() => {
         clearInterval(held.lockTimer);
