@@ -334,9 +334,15 @@ export class StatusStore {
     );
   }
 
-  /** Puts a record read from storage back into the cache (no announcement). */
+  /**
+   * Puts a record read from storage back into the cache (no announcement),
+   * only where Redis has none: the record was read a moment ago and a
+   * writer may have moved the job on since (a blind write put a finished
+   * job back to `queued` when a retried submit read storage just before the
+   * worker wrote `done`; found in a Sentinel failover test).
+   */
   async cache(jobId: string, status: JobStatus): Promise<void> {
-    await viaRedis(() => this.redis.set(this.keys.status(jobId), JSON.stringify(status), 'EX', STATUS_CACHE_SECONDS));
+    await viaRedis(() => this.redis.set(this.keys.status(jobId), JSON.stringify(status), 'EX', STATUS_CACHE_SECONDS, 'NX'));
   }
 
   /** Drops the cached status. */

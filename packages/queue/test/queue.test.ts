@@ -57,6 +57,20 @@ describe('the Redis side', () => {
     expect(await storage.readStatus(jobId)).toEqual(done);
   });
 
+  it('caches a record read from storage only where Redis has none: a stale read never overwrites a newer status', async () => {
+    const jobId = uniqueId('job');
+    await storage.createJob(jobId);
+    const queued: JobStatus = { status: 'queued', model, enqueued_at: new Date().toISOString() };
+    await statuses.write(jobId, queued);
+    const done: JobStatus = { ...queued, status: 'done', finished_at: new Date().toISOString() };
+    await redis.set(keys.status(jobId), JSON.stringify(done)); // a worker finished it meanwhile
+    await statuses.cache(jobId, queued); // what a reader saw in storage a moment before
+    expect(await statuses.read(jobId)).toEqual(done);
+    await redis.del(keys.status(jobId));
+    await statuses.cache(jobId, queued);
+    expect(await statuses.read(jobId)).toEqual(queued);
+  });
+
   it('gathers metric increments in memory and writes them in one flush', async () => {
     const metrics = new MetricsStore(redis, keys);
     metrics.observe('runner', 's1', 0.02);
