@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { benchRedis } from './procs';
+import { submitBacklog } from './scenarios';
 import { LocalShepherd } from './shepherd';
 
 // `node bench/dist/heap-backlog.js [--snapshots] [--alloc]`, after `pnpm
@@ -80,22 +81,6 @@ function line(label: string, pid: number, report: ProbeReport): string {
     `${label.padEnd(28)} rss ${r.rss.toFixed(1)} MB (anon ${r.anon.toFixed(1)}, file ${r.file.toFixed(1)}), heapUsed ${(m.heapUsed / MB).toFixed(1)}, ` +
     `heapTotal ${(m.heapTotal / MB).toFixed(1)}, external ${(m.external / MB).toFixed(1)} (arrayBuffers ${(m.arrayBuffers / MB).toFixed(1)})\n` +
     `${''.padEnd(28)} spaces used/physical MB: ${spaces}`
-  );
-}
-
-let counter = 0;
-const nextId = (label: string) => `${label}-${Date.now().toString(36)}-${(counter++).toString(36)}`;
-
-/** As rssWithBacklog: 32 clients submit `count` small jobs to a model no worker serves. */
-async function submitBacklog(shepherd: LocalShepherd, count: number): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 32 }, async () => {
-      while (next < count) {
-        next += 1;
-        await shepherd.submit(nextId('q'), { name: 'idle', version: 'v1' }, '{}');
-      }
-    }),
   );
 }
 

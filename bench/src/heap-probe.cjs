@@ -12,6 +12,7 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+const { watchControl, writeAnswer } = require('./probe-control.cjs');
 const v8 = require('node:v8');
 const vm = require('node:vm');
 
@@ -19,27 +20,14 @@ const dir = process.env.HEAP_PROBE_DIR;
 if (dir) {
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc');
-  const out = path.join(dir, `${process.pid}.json`);
-  const control = path.join(dir, 'control');
-  let last = '';
   let session;
   const post = (method, params) =>
     new Promise((resolve, reject) => session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
   const report = (seq, extra) => {
     const body = JSON.stringify({ seq, pid: process.pid, memory: process.memoryUsage(), spaces: v8.getHeapSpaceStatistics(), ...extra });
-    fs.writeFileSync(`${out}.tmp`, body);
-    fs.renameSync(`${out}.tmp`, out);
+    writeAnswer(dir, body);
   };
-  const tick = () => {
-    let text = '';
-    try {
-      text = fs.readFileSync(control, 'utf8');
-    } catch {
-      return;
-    }
-    if (text === last) return;
-    last = text;
-    const [command, n, name] = text.split(':');
+  watchControl(dir, ([command, n, name]) => {
     const seq = Number(n);
     if (command === 'gc') {
       gc();
@@ -68,6 +56,5 @@ if (dir) {
       return;
     }
     report(seq, {});
-  };
-  setInterval(tick, 100).unref();
+  });
 }

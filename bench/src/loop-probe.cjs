@@ -4,20 +4,16 @@
 // <dir>/control ("reset:<n>" or "report:<n>") and waits for files with seq n.
 // Runs no code at all without BENCH_LOOP_DIR.
 'use strict';
-const fs = require('node:fs');
-const path = require('node:path');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
+const { watchControl, writeAnswer } = require('./probe-control.cjs');
 
 const dir = process.env.BENCH_LOOP_DIR;
 if (dir) {
-  const out = path.join(dir, `${process.pid}.json`);
-  const control = path.join(dir, 'control');
   // 10 ms: Node's default; a finer one wakes the process more and costs CPU.
   const RESOLUTION_MS = 10;
   const histogram = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
   histogram.enable();
   let seq = 0;
-  let last = '';
   // Node records the whole timer interval (resolution included): the delay is what exceeds it.
   const ms = (ns) => Math.max(0, ns / 1e6 - RESOLUTION_MS);
   const write = () => {
@@ -32,27 +28,12 @@ if (dir) {
       max: empty ? 0 : ms(histogram.max),
       mean: empty ? 0 : ms(histogram.mean),
     });
-    try {
-      fs.writeFileSync(`${out}.tmp`, body);
-      fs.renameSync(`${out}.tmp`, out);
-    } catch {
-      // the bench removed the folder: nothing left to report to
-    }
+    writeAnswer(dir, body);
   };
-  const tick = () => {
-    let text = '';
-    try {
-      text = fs.readFileSync(control, 'utf8');
-    } catch {
-      return;
-    }
-    if (text === last) return;
-    last = text;
-    const [command, n] = text.split(':');
+  watchControl(dir, ([command, n]) => {
     if (command === 'reset') histogram.reset();
     seq = Number(n);
     write();
-  };
-  setInterval(tick, 100).unref();
+  });
   process.on('exit', write);
 }

@@ -93,9 +93,8 @@ async function loadsOf(shepherd: LocalShepherd): Promise<number> {
   return total;
 }
 
-/** RSS of the gateway (and of a worker started afterwards) with `count` jobs waiting in the queue. */
-export async function rssWithBacklog(shepherd: LocalShepherd, count: number, sheepId: string): Promise<{ gatewayMb: number; workerMb: number; gatewayIdleMb: number }> {
-  const gatewayIdleMb = rssMb(shepherd.gateway?.pid);
+/** 32 clients submit `count` small jobs to a model no worker serves. */
+export async function submitBacklog(shepherd: LocalShepherd, count: number): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: 32 }, async () => {
@@ -105,6 +104,12 @@ export async function rssWithBacklog(shepherd: LocalShepherd, count: number, she
       }
     }),
   );
+}
+
+/** RSS of the gateway (and of a worker started afterwards) with `count` jobs waiting in the queue. */
+export async function rssWithBacklog(shepherd: LocalShepherd, count: number, sheepId: string): Promise<{ gatewayMb: number; workerMb: number; gatewayIdleMb: number }> {
+  const gatewayIdleMb = rssMb(shepherd.gateway?.pid);
+  await submitBacklog(shepherd, count);
   const gatewayMb = rssMb(shepherd.gateway?.pid);
   const worker = await shepherd.startWorker(sheepId);
   await new Promise((r) => setTimeout(r, 3000)); // let it take its first jobs
